@@ -1,0 +1,1 @@
+from .cim import CIM  # noqa: F401

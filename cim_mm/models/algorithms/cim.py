@@ -1,0 +1,166 @@
+"""CIM: Corrupted Image Modeling (Fang et al., ICLR 2023)."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmpretrain.models.selfsup.base import BaseSelfSupervisor
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+
+@MODELS.register_module()
+class CIM(BaseSelfSupervisor):
+    """Corrupted Image Modeling with a ViT or CNN enhancer.
+
+    One step (``h x w`` token grid = enhancer patch grid, ``L = h * w``):
+
+    1. ``ids = tokenizer.encode(tok_view)`` ``[B, h, w]`` (frozen, no grad);
+    2. ``logits = generator(tok_view, mask)`` ``[B, L, V]`` and
+       ``loss_gen`` = masked cross-entropy against ``ids``;
+    3. (no grad) ``sampled = sample(logits)`` at masked positions, ``ids``
+       elsewhere; ``corrupted = tokenizer.decode(sampled)`` resized to the
+       enhancer view and normalised like it; ``replaced = sampled != ids``;
+    4. ``feats = backbone(corrupted)`` (+ ``neck``) -> ``[B, C, h, w]`` ->
+       ``[B, L, C]``; ``loss_enh = head.loss(feats, original=img,
+       replaced=replaced)`` (ResPix or RevDet).
+
+    No gradient flows from ``loss_enh`` into the generator (the corrupted image
+    is built under ``no_grad`` from a discrete sample) and ``loss_gen`` only
+    reaches the generator. Both are returned, weighted by ``loss_weights``, so
+    one optimizer step updates both networks.
+
+    Args:
+        backbone: the enhancer (mmpretrain ``VisionTransformer``/``BEiTViT`` with
+            ``out_type='featmap'``, or ``ResNet`` with a per-patch neck).
+        head: ``ResPixHead`` or ``RevDetHead``.
+        tokenizer: a frozen tokenizer (``DALLETokenizer``, ``VQTokenizer``...).
+        generator: ``BEiTGenerator``.
+        neck: optional, maps the backbone's outputs to one ``[B, C, h, w]`` map.
+        loss_weights: ``dict(gen=..., enh=...)``.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 head: dict,
+                 tokenizer: dict,
+                 generator: dict,
+                 neck: Optional[dict] = None,
+                 loss_weights: Optional[dict] = None,
+                 pretrained: Optional[str] = None,
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 init_cfg: Optional[Union[dict, list]] = None) -> None:
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor.setdefault('type', 'CIMDataPreprocessor')
+        super().__init__(backbone=backbone, neck=neck, head=head,
+                         pretrained=pretrained,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.tokenizer = tokenizer if isinstance(tokenizer, nn.Module) \
+            else MODELS.build(tokenizer)
+        self.tokenizer.freeze()
+        self.generator = generator if isinstance(generator, nn.Module) \
+            else MODELS.build(generator)
+        weights = dict(gen=1.0, enh=1.0)
+        weights.update(loss_weights or {})
+        unknown = set(weights) - {'gen', 'enh'}
+        if unknown:
+            raise ValueError(f'loss_weights accepts keys gen/enh, got {sorted(unknown)}')
+        self.loss_weights = weights
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True) -> 'CIM':
+        super().train(mode)
+        self.tokenizer.eval()  # frozen: never in train mode
+        return self
+
+    def extract_feat(self, inputs: Union[torch.Tensor, list]) -> tuple:
+        """Enhancer features of clean images (no corruption)."""
+        img = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+        return self.backbone(img)
+
+    # -------------------------------------------------------------- corruption
+    def _denormalized_to_enhancer(self, img01: torch.Tensor,
+                                  size: tuple[int, int]) -> torch.Tensor:
+        """[B, 3, h', w'] in [0, 1] -> [B, 3, H, W] normalised like the
+        enhancer view."""
+        if tuple(img01.shape[-2:]) != tuple(size):
+            img01 = F.interpolate(img01.float(), size=size, mode='bilinear',
+                                  align_corners=False)
+        x = img01.float() * 255.
+        dp = self.data_preprocessor
+        if getattr(dp, '_enable_normalize', False):
+            x = (x - dp.mean) / dp.std
+        return x
+
+    @torch.no_grad()
+    def corrupt(self, logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample, decode and compare.
+
+        Args:
+            logits: generator logits ``[B, L, V]``.
+            ids: tokenizer ids of the clean image ``[B, h, w]``.
+            mask: ``[B, h, w]`` bool, 1 = masked.
+            size: ``(H, W)`` of the enhancer view.
+        Returns:
+            ``corrupted [B, 3, H, W]`` (normalised like the enhancer view),
+            ``sampled [B, h, w]`` ids, ``replaced [B, h, w]`` bool.
+        """
+        sampled = self.generator.sample(logits, ids, mask)  # [B, h, w]
+        decoded = self.tokenizer.decode(sampled)  # [B, 3, h*s, w*s] in [0, 1]
+        corrupted = self._denormalized_to_enhancer(decoded, size)  # [B, 3, H, W]
+        replaced = sampled != ids  # [B, h, w]
+        return corrupted, sampled, replaced
+
+    def patch_features(self, corrupted: torch.Tensor) -> torch.Tensor:
+        """Enhancer -> per-patch features ``[B, L, C]`` on the token grid."""
+        feats = self.backbone(corrupted)
+        if self.with_neck:
+            feats = self.neck(feats)
+        fmap = feats[-1] if isinstance(feats, (list, tuple)) else feats
+        if fmap.dim() != 4:
+            raise ValueError(
+                'the CIM enhancer must give a feature map [B, C, h, w]: use '
+                "out_type='featmap' for ViT backbones or a per-patch neck for "
+                f'CNNs; got shape {tuple(fmap.shape)}')
+        return fmap.flatten(2).transpose(1, 2)  # [B, L, C]
+
+    # ------------------------------------------------------------------- loss
+    def loss(self, inputs: list[torch.Tensor], data_samples: list[DataSample],
+             **kwargs) -> dict[str, torch.Tensor]:
+        """inputs = [img [B,3,H,W], tok_img [B,3,H',W'], mask [B,h,w]]."""
+        if len(inputs) < 3:
+            raise ValueError(
+                'CIM needs a mask per image: add dict(type="BEiTMaskGenerator", ...) '
+                'to the train pipeline before PackInputs.')
+        img, tok_img, mask = inputs[0], inputs[1], inputs[2].bool()
+
+        with torch.no_grad():
+            ids = self.tokenizer.encode(tok_img)  # [B, h, w]
+        if ids.shape != mask.shape:
+            raise ValueError(
+                f'tokenizer grid {tuple(ids.shape[1:])} != mask grid '
+                f'{tuple(mask.shape[1:])}: set BEiTMaskGenerator input_size to '
+                'the tokenizer grid (tokenizer_img_size / downsample).')
+
+        logits = self.generator(tok_img, mask)  # [B, L, V]
+        loss_gen = self.generator.loss(logits, ids, mask)
+
+        corrupted, _, replaced = self.corrupt(logits, ids, mask, img.shape[-2:])
+        feats = self.patch_features(corrupted)  # [B, L, C]
+        if feats.shape[1] != mask[0].numel():
+            raise ValueError(
+                f'enhancer gives {feats.shape[1]} patches but the token grid has '
+                f'{mask[0].numel()}: the enhancer patch grid must equal the '
+                'tokenizer grid.')
+        enh = self.head.loss(feats, original=img, replaced=replaced)
+
+        losses = dict(loss_gen=loss_gen * self.loss_weights['gen'],
+                      loss_enh=enh.pop('loss') * self.loss_weights['enh'])
+        for k, v in enh.items():
+            losses[f'enh_{k}'] = v
+        with torch.no_grad():
+            losses['replaced_ratio'] = replaced.float().mean()
+        return losses

@@ -1,0 +1,79 @@
+"""The corruption data preprocessor: enhancer view + tokenizer view + mask."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
+from mmpretrain.registry import MODELS
+
+from .tokenizers.base import map_pixels
+
+
+@MODELS.register_module()
+class CIMDataPreprocessor(SelfSupDataPreprocessor):
+    """Builds, on the device and batched, everything one CIM step needs.
+
+    From one uint8 view ``img [B, 3, H, W]`` (0..255) and the per-sample masks
+    packed by ``BEiTMaskGenerator`` (``data_sample.mask [h, w]``, 1 = masked):
+
+    - ``inputs[0]`` enhancer view: ``(img - mean) / std`` -> ``[B, 3, H, W]``;
+    - ``inputs[1]`` tokenizer view: ``map_pixels(resize(img / 255))`` ->
+      ``[B, 3, H', W']`` with ``H' = tokenizer_img_size`` (112 for 224 px, as
+      BEiT), the dVAE's logit-Laplace input mapping ``0.8 x + 0.1``;
+    - ``inputs[2]`` mask: ``[B, h, w]`` bool, 1 = masked / to be replaced.
+
+    Args:
+        mean, std: enhancer normalisation (0..255 scale), as mmpretrain.
+        tokenizer_img_size: side of the tokenizer view (int or (H', W')).
+        interpolation: resize mode for the tokenizer view ('bicubic' as BEiT's
+            ``second_interpolation`` is lanczos; antialiased bicubic is its
+            closest on-device equivalent).
+    """
+
+    def __init__(self,
+                 mean: Optional[Sequence[Union[float, int]]] = None,
+                 std: Optional[Sequence[Union[float, int]]] = None,
+                 tokenizer_img_size: Union[int, Sequence[int]] = 112,
+                 interpolation: str = 'bicubic',
+                 to_rgb: bool = False,
+                 non_blocking: Optional[bool] = False) -> None:
+        super().__init__(mean=mean, std=std, to_rgb=to_rgb,
+                         non_blocking=non_blocking)
+        if isinstance(tokenizer_img_size, int):
+            tokenizer_img_size = (tokenizer_img_size, tokenizer_img_size)
+        self.tokenizer_img_size = tuple(int(s) for s in tokenizer_img_size)
+        self.interpolation = interpolation
+
+    def tokenizer_view(self, img: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] in 0..255 -> [B, 3, H', W'] in map_pixels space."""
+        x = img / 255.
+        if tuple(x.shape[-2:]) != self.tokenizer_img_size:
+            antialias = self.interpolation in ('bilinear', 'bicubic')
+            x = F.interpolate(x, size=self.tokenizer_img_size,
+                              mode=self.interpolation, antialias=antialias,
+                              align_corners=False if antialias else None)
+        return map_pixels(x.clamp(0, 1))
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        data = self.cast_data(data)
+        img = data['inputs']
+        if isinstance(img, (list, tuple)):
+            img = img[0]
+        if img.dim() != 4:
+            raise ValueError(
+                f'CIMDataPreprocessor expects a batch of images [B, C, H, W], '
+                f'got shape {tuple(img.shape)}; use default_collate in the '
+                'dataloader (collate_fn=dict(type="default_collate")).')
+        if self._channel_conversion:
+            img = img[:, [2, 1, 0]]
+        img = img.float()  # [B, 3, H, W], 0..255
+        enh = (img - self.mean) / self.std if self._enable_normalize else img
+        tok = self.tokenizer_view(img)  # [B, 3, H', W']
+        data_samples = data.get('data_samples')
+        inputs = [enh, tok]
+        if data_samples is not None and all('mask' in ds for ds in data_samples):
+            mask = torch.stack([torch.as_tensor(ds.mask) for ds in data_samples])
+            inputs.append(mask.to(img.device, non_blocking=True).bool())  # [B, h, w]
+        return {'inputs': inputs, 'data_samples': data_samples}

@@ -1,0 +1,97 @@
+"""The CIM generator: a small BEiT that proposes replacement visual tokens."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from mmpretrain.registry import MODELS
+
+
+def gumbel_max_sample(logits: torch.Tensor, temperature: float = 1.0,
+                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Sample ids from ``softmax(logits / temperature)`` along the last dim.
+
+    Gumbel-max: ``argmax(logits / T + g)``, ``g = -log(-log(u))``, is an exact,
+    batched, sync-free sample. ``temperature == 0`` gives the argmax.
+
+    Args:
+        logits: ``[..., V]``.
+    Returns:
+        ids ``[...]`` (int64).
+    """
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    u = torch.rand(logits.shape, device=logits.device, dtype=torch.float32,
+                   generator=generator)
+    gumbel = -torch.log(-torch.log(u.clamp_(1e-10, 1.0)).clamp_(min=1e-10))
+    return (logits.float() / temperature + gumbel).argmax(dim=-1)
+
+
+@MODELS.register_module()
+class BEiTGenerator(BaseModule):
+    """A small BEiT that predicts visual tokens at masked positions.
+
+    Shape contract (``h x w`` = the tokenizer's token grid = the generator's
+    patch grid, ``L = h * w``, ``V = vocab_size``):
+
+    - ``forward(img [B, 3, H', W'], mask [B, h, w]) -> logits [B, L, V]``;
+    - ``loss(logits, target_ids [B, h, w], mask) -> scalar``: cross-entropy on
+      masked positions only (mean over masked tokens of the batch);
+    - ``sample(logits, target_ids, mask) -> ids [B, h, w]``: a sample from
+      ``softmax(logits / temperature)`` where ``mask`` is 1, ``target_ids``
+      elsewhere; run under ``no_grad``.
+
+    Args:
+        backbone: an mmpretrain ``BEiTPretrainViT`` config (it owns the mask
+            token), fed the tokenizer view, patch size = tokenizer downsample.
+        vocab_size: codebook size of the tokenizer.
+        temperature: sampling temperature (1.0 = sample from the softmax).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 vocab_size: int = 8192,
+                 temperature: float = 1.0,
+                 init_cfg: Optional[Union[dict, list]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        backbone = dict(backbone)
+        backbone.setdefault('type', 'BEiTPretrainViT')
+        self.backbone = MODELS.build(backbone)
+        self.vocab_size = vocab_size
+        self.temperature = float(temperature)
+        self.head = nn.Linear(self.backbone.embed_dims, vocab_size)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def patch_resolution(self) -> tuple[int, int]:
+        return tuple(self.backbone.patch_resolution)
+
+    def forward(self, img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H', W'], [B, h, w] -> logits [B, L, V]."""
+        x = self.backbone(img, mask)[-1]  # [B, 1 + L, C]
+        x = x[:, self.backbone.num_extra_tokens:]  # [B, L, C]
+        return self.head(x)  # [B, L, V]
+
+    def loss(self, logits: torch.Tensor, target_ids: torch.Tensor,
+             mask: torch.Tensor) -> torch.Tensor:
+        """Masked-token cross-entropy; no host sync (no boolean indexing)."""
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), target_ids.flatten(),
+                             reduction='none')  # [B * L]
+        w = mask.flatten().to(ce.dtype)  # [B * L]
+        return (ce * w).sum() / w.sum().clamp(min=1.)
+
+    @torch.no_grad()
+    def sample(self, logits: torch.Tensor, target_ids: torch.Tensor,
+               mask: torch.Tensor) -> torch.Tensor:
+        """[B, L, V], [B, h, w], [B, h, w] -> corrupted ids [B, h, w]."""
+        sampled = gumbel_max_sample(logits.detach(), self.temperature)  # [B, L]
+        sampled = sampled.view_as(target_ids)
+        return torch.where(mask.bool(), sampled, target_ids)  # [B, h, w]

@@ -1,0 +1,53 @@
+"""Sliding-window pixel normalisation, the ResPix target of CIM."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def sliding_window_normalize(img: torch.Tensor, window_size: int,
+                             eps: float = 1e-6) -> torch.Tensor:
+    """Normalise every pixel by the mean/std of the window centred on it.
+
+    ``out[b, c, i, j] = (x[b, c, i, j] - mu) / sqrt(var + eps)``, where ``mu`` and
+    ``var`` are the mean and (biased) variance of ``x[b, c]`` over the
+    ``window_size x window_size`` window centred at ``(i, j)``, clipped at the
+    image border (pixels outside the image are not counted).
+
+    Args:
+        img: ``[B, C, H, W]``.
+        window_size: odd side of the window.
+    Returns:
+        ``[B, C, H, W]``.
+    """
+    if window_size < 1 or window_size % 2 != 1:
+        raise ValueError(f'window_size must be a positive odd number, got {window_size}')
+    x = img.float()
+    pool = dict(kernel_size=window_size, stride=1, padding=window_size // 2,
+                count_include_pad=False)
+    mean = F.avg_pool2d(x, **pool)  # [B, C, H, W]
+    var = (F.avg_pool2d(x * x, **pool) - mean * mean).clamp_(min=0)  # [B, C, H, W]
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+def patchify(img: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """[B, C, h*p, w*p] -> [B, h*w, p*p*C] (row-major patches, pixel then channel)."""
+    B, C, H, W = img.shape
+    p = patch_size
+    if H % p or W % p:
+        raise ValueError(f'image size {(H, W)} is not divisible by patch size {p}')
+    h, w = H // p, W // p
+    x = img.reshape(B, C, h, p, w, p)
+    x = torch.einsum('bchpwq->bhwpqc', x)  # [B, h, w, p, p, C]
+    return x.reshape(B, h * w, p * p * C)
+
+
+def unpatchify(x: torch.Tensor, patch_size: int, grid: tuple[int, int],
+               channels: int = 3) -> torch.Tensor:
+    """Inverse of :func:`patchify`: [B, h*w, p*p*C] -> [B, C, h*p, w*p]."""
+    B = x.shape[0]
+    h, w = grid
+    p = patch_size
+    x = x.reshape(B, h, w, p, p, channels)
+    x = torch.einsum('bhwpqc->bchpwq', x)
+    return x.reshape(B, channels, h * p, w * p)

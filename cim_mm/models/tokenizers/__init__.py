@@ -1,0 +1,2 @@
+from .base import BaseTokenizer, map_pixels, unmap_pixels  # noqa: F401
+from .dalle import DALLETokenizer, load_dalle_state_dict  # noqa: F401

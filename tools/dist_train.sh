@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Multi-GPU / multi-node training through torchrun and mmengine's 'pytorch' launcher.
+#   bash tools/dist_train.sh CONFIG GPUS [train.py args...]
+#   NNODES=2 NODE_RANK=0 MASTER_ADDR=host0 bash tools/dist_train.sh CONFIG 8
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+ROOT="$(dirname "$0")/.."
+PYTHON=${PYTHON:-"$ROOT/.venv/bin/python"}
+[ -x "$PYTHON" ] || PYTHON=python
+
+PYTHONPATH="$ROOT":$PYTHONPATH \
+"$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$ROOT/tools/train.py" \
+    "$CONFIG" \
+    --launcher pytorch "${@:3}"

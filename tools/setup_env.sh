@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Set up (or check) the project-local virtual environment `.venv/`.
+#
+#   bash tools/setup_env.sh        # safe to run again: a no-op when nothing changed
+#
+# Installs torch 2.14.1 + torchvision 0.29.1, mmcv 2.1.0 *with compiled ops*,
+# mmengine, mmpretrain 1.2.0, mmsegmentation 1.2.2 (+ ftfy, regex), timm, pytest and
+# cim_mm itself (editable).
+#
+# mmcv: a matching prebuilt wheel is taken when pip is offered one (standard
+# `PIP_FIND_LINKS`, e.g. CI points it at ../shared/wheels, or our wheel cache);
+# otherwise it is built once from the PyPI source with the C++20 fix and cached in
+# "${CIM_MM_CACHE:-$HOME/.cache/cim_mm}/wheels", so a second set-up is fast.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${CIM_MM_VENV:-$ROOT/.venv}"
+PYTHON_BIN="${PYTHON:-python3}"
+TORCH_SPEC=(torch==2.14.1 torchvision==0.29.1)
+MMCV_VERSION=2.1.0
+CACHE="${CIM_MM_CACHE:-$HOME/.cache/cim_mm}"
+WHEELS="$CACHE/wheels/torch-2.14.1"
+
+log() { printf '[setup_env] %s\n' "$*" >&2; }
+
+stamp_of() {
+  cat "$ROOT/setup.py" "$ROOT/requirements/"*.txt "$ROOT/tools/setup_env.sh" | sha256sum | cut -d' ' -f1
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PYTHON_BIN" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check)
+
+STAMP_FILE="$VENV/.cim_mm_setup_stamp"
+if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$(stamp_of)" ] \
+   && "$PY" -c "import cim_mm, mmcv.ops, mmseg, mmpretrain" >/dev/null 2>&1; then
+  log "environment up to date ($VENV)"
+  exit 0
+fi
+
+log "installing torch + torchvision"
+"${PIP[@]}" install -q "${TORCH_SPEC[@]}"
+
+have_mmcv_ops() {
+  "$PY" - <<EOF >/dev/null 2>&1
+import mmcv, mmcv.ops
+assert mmcv.__version__ == '$MMCV_VERSION'
+EOF
+}
+
+build_mmcv() {
+  # Build mmcv from the PyPI source with compiled CPU ops. Its setup.py needs
+  # pkg_resources (setuptools < 70) while torch 2.14 needs setuptools >= 77, so the
+  # build runs in a throw-away build venv that sees torch through a .pth file.
+  local tmp; tmp="$(mktemp -d)"
+  log "building mmcv $MMCV_VERSION with ops from source (about 15 min on 2 cores; cached after)"
+  "$PYTHON_BIN" -m venv "$tmp/buildenv"
+  local bpy="$tmp/buildenv/bin/python"
+  "$bpy" -m pip --disable-pip-version-check install -q 'setuptools<70' wheel ninja
+  local main_site; main_site="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  local build_site; build_site="$("$bpy" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$main_site" > "$build_site/zz_main_venv.pth"
+  "$bpy" -m pip --disable-pip-version-check download -q --no-deps --no-binary :all: \
+    "mmcv==$MMCV_VERSION" -d "$tmp"
+  tar xzf "$tmp/mmcv-$MMCV_VERSION.tar.gz" -C "$tmp"
+  # torch >= 2.10 headers need C++20
+  sed -i 's/-std=c++14/-std=c++20/g; s/-std=c++17/-std=c++20/g' "$tmp/mmcv-$MMCV_VERSION/setup.py"
+  mkdir -p "$WHEELS"
+  (cd "$tmp/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$(nproc)" \
+    "$bpy" -m pip --disable-pip-version-check wheel -q --no-deps --no-build-isolation . -w "$WHEELS")
+  rm -rf "$tmp"
+}
+
+if have_mmcv_ops; then
+  log "mmcv $MMCV_VERSION with ops already installed"
+else
+  log "installing mmcv $MMCV_VERSION (prebuilt wheel if offered)"
+  mkdir -p "$WHEELS"
+  if ! "${PIP[@]}" install -q --no-deps --only-binary mmcv --find-links "$WHEELS" \
+        "mmcv==$MMCV_VERSION" 2>/dev/null; then
+    build_mmcv
+    "${PIP[@]}" install -q --no-deps --no-index --find-links "$WHEELS" "mmcv==$MMCV_VERSION"
+  fi
+  have_mmcv_ops || { log "ERROR: mmcv $MMCV_VERSION installed but mmcv.ops does not import"; exit 1; }
+fi
+
+log "installing mmengine / mmpretrain / mmsegmentation / timm and cim_mm (editable)"
+"${PIP[@]}" install -q -e "$ROOT[tests]" "mmcv==$MMCV_VERSION" "${TORCH_SPEC[@]}"
+# reference implementation of the DALL-E dVAE, used only by the equivalence test;
+# its own requirements (blobfile, mypy, ...) are not needed for that.
+"${PIP[@]}" install -q --no-deps dall-e==0.1
+
+"$PY" -c "import cim_mm, mmcv.ops, mmseg.models, mmpretrain.models" \
+  || { log "ERROR: the environment does not import; see the messages above"; exit 1; }
+stamp_of > "$STAMP_FILE"
+log "environment ready: $VENV"
