@@ -38,6 +38,9 @@ def reference(tmp_path_factory):
     folder = tmp_path_factory.mktemp('dalle')
     torch.save(enc, folder / 'encoder.pkl')
     torch.save(dec, folder / 'decoder.pkl')
+    # the same in torch's legacy (pre-zip) serialization format
+    torch.save(enc, folder / 'encoder_legacy.pkl', _use_new_zipfile_serialization=False)
+    torch.save(dec, folder / 'decoder_legacy.pkl', _use_new_zipfile_serialization=False)
     return enc.eval(), dec.eval(), folder
 
 
@@ -62,9 +65,10 @@ def _check_against_reference(tok, enc, dec) -> None:
     torch.testing.assert_close(out, ref_img, rtol=1e-5, atol=1e-5)
 
 
-def test_matches_reference_from_official_pickles(reference):
+@pytest.mark.parametrize('suffix', ['', '_legacy'])
+def test_matches_reference_from_official_pickles(reference, suffix):
     enc, dec, folder = reference
-    tok = _tokenizer(folder / 'encoder.pkl', folder / 'decoder.pkl')
+    tok = _tokenizer(folder / f'encoder{suffix}.pkl', folder / f'decoder{suffix}.pkl')
     # same keys as the reference modules, so official state dicts load strictly
     assert set(tok.encoder.state_dict()) == set(enc.state_dict())
     assert set(tok.decoder.state_dict()) == set(dec.state_dict())
@@ -101,16 +105,14 @@ class _Evil:
 def test_malicious_pickle_is_refused(tmp_path, monkeypatch):
     marker = tmp_path / 'pwned'
     monkeypatch.setenv('PWNED_FILE', str(marker))
-    path = tmp_path / 'encoder.pkl'
-    torch.save({'blocks.input.w': torch.zeros(1), 'x': _Evil()}, path)
-    with pytest.raises(CheckpointSecurityError) as info:
-        load_dalle_state_dict(str(path), 'encoder')
-    assert '\n' not in str(info.value)
-    # raw pickle (not a torch zip file) too
-    raw = tmp_path / 'raw.pkl'
-    raw.write_bytes(pickle.dumps(_Evil()))
-    with pytest.raises(CheckpointSecurityError):
-        load_dalle_state_dict(str(raw))
+    evil = {'blocks.input.w': torch.zeros(1), 'x': _Evil()}
+    torch.save(evil, tmp_path / 'zip.pkl')
+    torch.save(evil, tmp_path / 'legacy.pkl', _use_new_zipfile_serialization=False)
+    (tmp_path / 'raw.pkl').write_bytes(pickle.dumps(_Evil(), protocol=2))
+    for name in ('zip.pkl', 'legacy.pkl', 'raw.pkl'):
+        with pytest.raises(CheckpointSecurityError, match='system') as info:
+            load_dalle_state_dict(str(tmp_path / name), 'encoder')
+        assert '\n' not in str(info.value)
     assert not marker.exists()
 
 

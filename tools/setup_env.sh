@@ -42,7 +42,10 @@ if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$(stamp_of)" ] \
 fi
 
 log "installing torch + torchvision"
-"${PIP[@]}" install -q "${TORCH_SPEC[@]}"
+# torch 2.14 needs setuptools >= 77.0.3; mmengine 0.10.7 (Config `mmpretrain::`
+# bases, is_installed) imports pkg_resources, which setuptools 81 removed.
+SETUPTOOLS_SPEC='setuptools>=77.0.3,<81'
+"${PIP[@]}" install -q "${TORCH_SPEC[@]}" "$SETUPTOOLS_SPEC"
 
 have_mmcv_ops() {
   "$PY" - <<EOF >/dev/null 2>&1
@@ -88,7 +91,7 @@ else
 fi
 
 log "installing mmengine / mmpretrain / mmsegmentation / timm and cim_mm (editable)"
-"${PIP[@]}" install -q -e "$ROOT[tests]" "mmcv==$MMCV_VERSION" "${TORCH_SPEC[@]}"
+"${PIP[@]}" install -q -e "$ROOT[tests]" "mmcv==$MMCV_VERSION" "${TORCH_SPEC[@]}" "$SETUPTOOLS_SPEC"
 # reference implementation of the DALL-E dVAE, used only by the equivalence test;
 # its own requirements (blobfile, mypy, ...) are not needed for that.
 "${PIP[@]}" install -q --no-deps dall-e==0.1

@@ -1,1 +1,1 @@
-
+from .transforms import GrayToRGB  # noqa: F401

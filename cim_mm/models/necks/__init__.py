@@ -1,1 +1,2 @@
 
+from .patch_neck import CNNPatchNeck  # noqa: F401

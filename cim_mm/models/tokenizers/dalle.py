@@ -13,7 +13,9 @@ Weight files
   ``dall_e.*`` / ``torch.nn.*`` classes. :func:`load_dalle_state_dict` reads
   them with ``torch.load(weights_only=True)`` and maps those classes to inert
   stubs that only record their ``__dict__``; any other global is refused with
-  :class:`~cim_mm.utils.CheckpointSecurityError`.
+  :class:`~cim_mm.utils.CheckpointSecurityError`. Files in torch's legacy
+  (pre-zip) format, which the weights-only unpickler cannot read, go through
+  torch's legacy loader with an allow-list unpickler mapping to the same stubs.
 * Converted: ``tools/model_converters/dalle_to_state_dict.py`` writes one
   plain-tensor file ``{'encoder': state_dict, 'decoder': state_dict}``; point
   both ``encoder_path`` and ``decoder_path`` at it. A file holding a single
@@ -24,6 +26,9 @@ from __future__ import annotations
 import math
 import os.path as osp
 import pickle
+import types
+import warnings
+import zipfile
 from collections import OrderedDict
 from contextlib import nullcontext
 from typing import Any, ContextManager
@@ -122,13 +127,13 @@ class DALLEEncoder(nn.Module):
         super().__init__()
         assert group_count == 4, 'the DALL-E layout has exactly 4 groups'
         n_layers = group_count * n_blk_per_group
-        mult = [1, 1, 2, 4, 8]  # width of the group input (index g-1) / output (g)
+        width = [n_hid, 1 * n_hid, 2 * n_hid, 4 * n_hid, 8 * n_hid]  # [0]: stem, [g]: group g
 
         groups: list[tuple[str, nn.Module]] = []
         for g in range(1, 5):
             blocks = [
-                ResBlock(mult[g - 1 if i == 0 else g] * n_hid, mult[g] * n_hid,
-                         n_layers, (3, 3, 3, 1)) for i in range(n_blk_per_group)
+                ResBlock(width[g - 1] if i == 0 else width[g], width[g], n_layers,
+                         (3, 3, 3, 1)) for i in range(n_blk_per_group)
             ]
             pool = nn.MaxPool2d(kernel_size=2) if g < 4 else None
             groups.append((f'group_{g}', _group(blocks, pool, 'pool')))
@@ -161,13 +166,12 @@ class DALLEDecoder(nn.Module):
         super().__init__()
         assert group_count == 4, 'the DALL-E layout has exactly 4 groups'
         n_layers = group_count * n_blk_per_group
-        width = [None, 8 * n_hid, 4 * n_hid, 2 * n_hid, 1 * n_hid]
+        width = [n_init, 8 * n_hid, 4 * n_hid, 2 * n_hid, 1 * n_hid]  # [0]: stem, [g]: group g
 
         groups: list[tuple[str, nn.Module]] = []
         for g in range(1, 5):
-            first_in = n_init if g == 1 else width[g - 1]
             blocks = [
-                ResBlock(first_in if i == 0 else width[g], width[g], n_layers,
+                ResBlock(width[g - 1] if i == 0 else width[g], width[g], n_layers,
                          (1, 3, 3, 3)) for i in range(n_blk_per_group)
             ]
             up = nn.Upsample(scale_factor=2, mode='nearest') if g < 4 else None
@@ -214,6 +218,7 @@ class _PickledModule:
     ``__setstate__``, ``__init__`` side effects or methods that run on load.
     """
     pickled_name = ''
+    dump_patches = False  # read by torch's legacy loader (source-change check)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # REDUCE form: ignore
         pass
@@ -273,6 +278,74 @@ def _refusal(path: str, err: BaseException) -> CheckpointSecurityError:
         f'nor a DALL-E/torch.nn module ({detail}).')
 
 
+# Globals a legacy (pre-zip, torch < 1.6 style) ``torch.save(module)`` names
+# besides the module classes and storage types.
+_LEGACY_GLOBALS: dict[str, Any] = {
+    'collections.OrderedDict': OrderedDict,
+    'builtins.set': set,
+    'torch.device': torch.device,
+    'torch.Size': torch.Size,
+    'torch.nn.parameter.Parameter': nn.Parameter,
+    'torch._utils._rebuild_tensor': torch._utils._rebuild_tensor,
+    'torch._utils._rebuild_tensor_v2': torch._utils._rebuild_tensor_v2,
+    'torch._utils._rebuild_parameter': torch._utils._rebuild_parameter,
+}
+
+
+class _LegacyUnpickler(pickle.Unpickler):
+    """Allow-list unpickler for the legacy torch format.
+
+    torch's weights-only unpickler refuses the legacy format's
+    ``('module', cls, ...)`` persistent ids, so legacy files are read by
+    torch's legacy loader with this unpickler: every global resolves to an
+    inert stub or to one of :data:`_LEGACY_GLOBALS`; anything else is refused.
+    (Storage types are resolved by torch's own wrapper before reaching here.)
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        module = 'builtins' if module == '__builtin__' else module
+        full = f'{module}.{name}'
+        found = _STUBS.get(full) or _LEGACY_GLOBALS.get(full)
+        if found is None:
+            raise pickle.UnpicklingError(f'Unsupported global: GLOBAL {full}')
+        return found
+
+
+def _legacy_load(file: Any, **kwargs: Any) -> Any:
+    return _LegacyUnpickler(file, **kwargs).load()
+
+
+# A pickle "module" for ``torch.load(pickle_module=...)``: torch calls its
+# ``load`` (header records) and subclasses its ``Unpickler`` (main record).
+_LEGACY_PICKLE = types.ModuleType('cim_mm_dalle_legacy_pickle')
+_LEGACY_PICKLE.Unpickler = _LegacyUnpickler  # type: ignore[attr-defined]
+_LEGACY_PICKLE.load = _legacy_load  # type: ignore[attr-defined]
+
+
+def _torch_load(path: str) -> Any:
+    """``torch.load`` that only materialises tensors, containers and stubs."""
+    try:
+        if zipfile.is_zipfile(path):  # torch >= 1.6 format
+            with torch.serialization.safe_globals(_SAFE_GLOBALS):
+                return torch.load(path, map_location='cpu', weights_only=True)
+        # Legacy format: weights_only=False only because torch forbids a custom
+        # pickle_module otherwise; _LegacyUnpickler is the allow-list.
+        with warnings.catch_warnings():  # source-change checks on the stubs
+            warnings.simplefilter('ignore')
+            return torch.load(path, map_location='cpu', weights_only=False,
+                              pickle_module=_LEGACY_PICKLE)
+    except (EOFError, pickle.UnpicklingError) as err:
+        if isinstance(err, EOFError) or any(
+                m in str(err) for m in ('invalid load key', 'truncated')):
+            raise ValueError(f'{path} is not a torch checkpoint (truncated or '
+                             f'not a weight file?): {err}') from None
+        raise _refusal(path, err) from None
+    except RuntimeError as err:
+        if 'Weights only load failed' in str(err) or 'Unsupported' in str(err):
+            raise _refusal(path, err) from None
+        raise
+
+
 def load_dalle_state_dict(path: str, part: str | None = None) -> dict[str, torch.Tensor]:
     """Read DALL-E dVAE weights without running pickled code.
 
@@ -295,16 +368,7 @@ def load_dalle_state_dict(path: str, part: str | None = None) -> dict[str, torch
     path = osp.expanduser(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'DALL-E weight file {path} does not exist.')
-    try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            obj = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise _refusal(path, err) from None
-    except RuntimeError as err:
-        if 'Weights only load failed' in str(err) or 'Unsupported' in str(err):
-            raise _refusal(path, err) from None
-        raise
-
+    obj = _torch_load(path)
     if isinstance(obj, _PickledModule):  # official pickled module
         kind = obj.pickled_name
         expected = {'encoder': 'dall_e.encoder.Encoder',

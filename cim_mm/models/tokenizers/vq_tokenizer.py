@@ -53,23 +53,35 @@ class ResBlock(nn.Module):
 
 
 def _level_channels(hidden_channels: int, num_down: int) -> List[int]:
-    """Channels at each resolution, full -> lowest; ``hidden_channels`` at the
-    lowest, halved per level above it (at least 16)."""
+    """Channels after each stride-2 conv (1/2, 1/4, ... resolution):
+    ``hidden_channels`` at the lowest resolution, halved per level above it
+    (at least 16). ``[hidden_channels]`` when ``num_down == 0``."""
+    if num_down == 0:
+        return [hidden_channels]
     return [
         max(16, hidden_channels // 2**(num_down - i))
-        for i in range(num_down + 1)
+        for i in range(1, num_down + 1)
     ]
 
 
 class Encoder(nn.Module):
+    """``log2(downsample)`` 4x4 stride-2 convs (the first straight from the
+    image, so no conv runs at full resolution), residual blocks, 1x1 conv to
+    ``embed_dims``."""
 
     def __init__(self, in_channels: int, hidden_channels: int, embed_dims: int,
                  num_down: int, num_res_blocks: int) -> None:
         super().__init__()
         chs = _level_channels(hidden_channels, num_down)
-        layers: List[nn.Module] = [nn.Conv2d(in_channels, chs[0], 3, padding=1)]
+        layers: List[nn.Module] = []
+        if num_down == 0:
+            layers.append(nn.Conv2d(in_channels, chs[0], 3, padding=1))
+        c_in = in_channels
         for i in range(num_down):
-            layers += [nn.ReLU(), nn.Conv2d(chs[i], chs[i + 1], 4, 2, 1)]
+            if i:
+                layers.append(nn.ReLU())
+            layers.append(nn.Conv2d(c_in, chs[i], 4, 2, 1))
+            c_in = chs[i]
         layers += [
             ResBlock(chs[-1], max(chs[-1] // 2, 16))
             for _ in range(num_res_blocks)
@@ -82,7 +94,9 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Mirror of :class:`Encoder`: nearest upsampling + 3x3 conv; sigmoid out."""
+    """Mirror of :class:`Encoder`: 3x3 conv from ``embed_dims``, residual
+    blocks, then per level nearest 2x upsampling + 3x3 conv (the last one to
+    the image channels); sigmoid output in [0, 1]."""
 
     def __init__(self, out_channels: int, hidden_channels: int,
                  embed_dims: int, num_up: int, num_res_blocks: int) -> None:
@@ -93,12 +107,14 @@ class Decoder(nn.Module):
             ResBlock(chs[0], max(chs[0] // 2, 16)) for _ in range(num_res_blocks)
         ]
         for i in range(num_up):
+            c_out = chs[i + 1] if i + 1 < num_up else out_channels
             layers += [
                 nn.ReLU(),
                 nn.Upsample(scale_factor=2, mode='nearest'),
-                nn.Conv2d(chs[i], chs[i + 1], 3, padding=1)
+                nn.Conv2d(chs[i], c_out, 3, padding=1)
             ]
-        layers += [nn.ReLU(), nn.Conv2d(chs[-1], out_channels, 3, padding=1)]
+        if num_up == 0:
+            layers += [nn.ReLU(), nn.Conv2d(chs[0], out_channels, 3, padding=1)]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
@@ -216,6 +232,11 @@ class EMAVectorQuantizer(nn.Module):
 class VQTokenizer(BaseModel, BaseTokenizer):
     """Trainable VQ-VAE tokenizer with the DALL-E tokenizer interface.
 
+    The defaults are the architecture of
+    ``configs/tokenizers/vqtokenizer_d4-v512_fashion-mnist-32px.py`` (except
+    ``vocab_size``/``downsample``, which configs always give), so a CIM config
+    only needs ``vocab_size``, ``downsample``, ``checkpoint`` and ``frozen``.
+
     Args:
         vocab_size: number of codes.
         downsample: 1, 2, 4 or 8 (``log2`` stride-2 convs).
@@ -239,13 +260,13 @@ class VQTokenizer(BaseModel, BaseTokenizer):
     def __init__(self,
                  vocab_size: int = 512,
                  downsample: int = 4,
-                 embed_dims: int = 64,
+                 embed_dims: int = 32,
                  hidden_channels: int = 64,
-                 num_res_blocks: int = 2,
+                 num_res_blocks: int = 1,
                  in_channels: int = 3,
                  beta: float = 0.25,
                  decay: float = 0.99,
-                 l2_norm: bool = False,
+                 l2_norm: bool = True,
                  dead_code_threshold: float = 1.0,
                  rec_loss: str = 'mse',
                  checkpoint: Optional[str] = None,

@@ -1,0 +1,140 @@
+# CIM-ResPix with a ResNet-50 enhancer, ImageNet-1k, 300 epochs, 8 GPUs x 256 images.
+#
+# Same CIM algorithm, generator, tokenizer and corruption path as the ViT recipes; only
+# the enhancer changes: a plain (torchvision-style, "V1.5") mmpretrain `ResNet` depth 50
+# + `CNNPatchNeck`, which puts C4 (stride 16, 14x14) + upsampled C5 (stride 32, 7x7) on
+# the 14x14 token grid of the DALL-E dVAE (112 px tokenizer view, x8).
+#
+# Downstream: `model.backbone.*` of a checkpoint loads with no missing / unexpected key
+#   * into mmpretrain `ImageClassifier(backbone=dict(type='ResNet', depth=50))` and
+#   * into mmseg `ResNet` (depth 50, the default deep_stem=False).
+# mmpretrain's and mmseg's `ResNetV1c` are NOT used: their deep stems name their keys
+# differently (`stem.0.conv.weight` vs `stem.0.weight`), so a V1c enhancer would need a
+# key converter for mmseg. (tests/test_cnn_enhancer.py checks the key sets.)
+#
+# Sources of the values. The paper's appendix tables (ResNet-50 pre-training settings,
+# generator depth/width, sliding-window size) could not be read here: every value marked
+# "unverified" is our choice, written so that it can be checked and changed.
+_base_ = 'mmpretrain::_base_/default_runtime.py'
+custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
+default_scope = 'mmpretrain'
+
+# ------------------------------------------------------------------------ data
+dataset_type = 'ImageNet'
+data_root = 'data/imagenet/'  # train/<class>/*.JPEG (or train/ + meta/train.txt)
+img_size = 224
+patch_size = 16  # enhancer pixels per token-grid cell
+grid = img_size // patch_size  # 14x14 token grid (= DALL-E tokens of the 112 px view)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    # BEiT v1 crop (scale 0.08-1, bicubic) + flip; BEiT's colour jitter is left out
+    # (unverified whether CIM keeps it).
+    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.08, 1.0),
+         interpolation='bicubic', backend='pillow'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    # BEiT blockwise masking, 75 of 196 patches (BEiT v1 default; CIM paper: unverified)
+    dict(type='BEiTMaskGenerator', input_size=(grid, grid), num_masking_patches=75,
+         max_num_patches=None, min_num_patches=16),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=256,  # per GPU; 8 GPUs -> 2048 (auto_scale_lr base)
+    num_workers=10,
+    persistent_workers=True,
+    pin_memory=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type=dataset_type, data_root=data_root, split='train',
+                 pipeline=train_pipeline))
+
+# ----------------------------------------------------------------------- model
+neck_channels = 512  # unverified (the paper's CNN neck could not be read here)
+model = dict(
+    type='CIM',
+    data_preprocessor=dict(
+        type='CIMDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],  # ImageNet, RGB, 0..255
+        std=[58.395, 57.12, 57.375],
+        to_rgb=True,
+        tokenizer_img_size=img_size // 2),  # 112 px view for the DALL-E dVAE, as BEiT
+    # The enhancer: keys load unchanged into mmpretrain ImageClassifier(ResNet-50) and
+    # mmseg ResNet-50. SyncBN across the 8 GPUs (mmengine reverts it to BN when not
+    # distributed); zero_init_residual as mmpretrain's ResNet-50 recipes.
+    backbone=dict(
+        type='ResNet',
+        depth=50,
+        num_stages=4,
+        out_indices=(2, 3),  # C4 [B, 1024, 14, 14], C5 [B, 2048, 7, 7]
+        style='pytorch',
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        zero_init_residual=True),
+    neck=dict(
+        type='CNNPatchNeck',
+        in_channels=(1024, 2048),
+        out_channels=neck_channels,
+        out_size=(grid, grid),  # C4 stays, C5 x2 (bilinear) -> [B, 512, 14, 14]
+        num_convs=1),
+    # ResPix: regress the sliding-window-normalised pixels of all 16x16 patches;
+    # window_size None = patch_size + 1 = 17 (unverified: paper appendix).
+    head=dict(type='ResPixHead', in_channels=neck_channels, patch_size=patch_size),
+    tokenizer=dict(
+        type='DALLETokenizer',
+        encoder_path='data/dalle/encoder.pkl',  # https://cdn.openai.com/dall-e/encoder.pkl
+        decoder_path='data/dalle/decoder.pkl',  # https://cdn.openai.com/dall-e/decoder.pkl
+        decode_dtype='bfloat16'),  # frozen dVAE in bf16 on CUDA (float32 elsewhere)
+    # "A small trainable BEiT" (paper). Depth/width are in the paper's appendix, which
+    # could not be read here: 4 layers x 256 dims (1/3 of BEiT-B's depth, 1/3 of its
+    # width, in the spirit of ELECTRA's small generators) is our unverified choice.
+    generator=dict(
+        type='BEiTGenerator',
+        vocab_size=8192,
+        temperature=1.0,  # sample from the softmax (unverified)
+        backbone=dict(
+            arch=dict(embed_dims=256, num_layers=4, num_heads=4,
+                      feedforward_channels=1024),
+            img_size=img_size // 2,  # 112 px tokenizer view
+            patch_size=8,  # = DALL-E downsample -> 14x14 patches = the token grid
+            drop_path_rate=0.0,
+            layer_scale_init_value=0.1)),
+    loss_weights=dict(gen=1.0, enh=1.0),  # unverified (paper appendix)
+)
+
+# ------------------------------------------------------------------- schedule
+# Optimizer: the paper's ResNet-50 pre-training optimizer could not be checked here.
+# We follow the large-batch ResNet-50 recipe of "ResNet strikes back" (RSB, timm A1/A2:
+# LAMB, lr 5e-3 for batch 2048, wd 0.02 (A2) / 0.01 (A1), 5 warm-up epochs, cosine),
+# which the paper's ResNet-50 fine-tuning follows too. LAMB also suits the small ViT
+# generator (layer-wise trust ratio). Unverified for CIM pre-training.
+# AMP: bf16 autocast (Ampere/Hopper); on V100 set optim_wrapper.dtype=None (fp16 with
+# dynamic loss scaling). Tools: `--amp` gives the same wrapper.
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    dtype='bfloat16',
+    loss_scale='dynamic',
+    optimizer=dict(type='Lamb', lr=5e-3, weight_decay=0.02),
+    clip_grad=dict(max_norm=3.0),  # BEiT v1's clip, for the generator
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,  # BN / LN weights
+        bias_decay_mult=0.0,
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+            '.gamma': dict(decay_mult=0.0),
+            'mask_token': dict(decay_mult=0.0)
+        }))
+max_epochs = 300
+warmup_epochs = 5  # RSB; BEiT v1 uses 10 (unverified for CIM)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=warmup_epochs,
+         end=max_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=100),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))
+randomness = dict(seed=0, diff_rank_seed=True)
+find_unused_parameters = False
+# lr above is for 8 x 256 = 2048 images per step; `--auto-scale-lr` rescales it linearly.
+auto_scale_lr = dict(base_batch_size=2048)
