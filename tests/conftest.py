@@ -65,12 +65,20 @@ def tiny_vit_cim_cfg(head: str = 'respix', img_size: int = 16, patch: int = 4,
 
 
 def make_batch(batch_size: int = 4, img_size: int = 16, grid: int = 4,
-               mask_ratio: float = 0.5, seed: int = 0) -> dict:
-    """A data batch as the dataloader gives it (uint8 images + masks)."""
+               mask_ratio: float = 0.5, seed: int = 0, smooth: bool = False) -> dict:
+    """A data batch as the dataloader gives it (uint8 images + masks).
+
+    ``smooth=True`` makes piecewise-constant images (2x2 random blocks), where a
+    replaced token stands out from its neighbours.
+    """
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(seed)
-    imgs = torch.randint(0, 256, (batch_size, 3, img_size, img_size), generator=g,
-                         dtype=torch.uint8)
+    if smooth:
+        low = torch.randint(0, 256, (batch_size, 3, 2, 2), generator=g).float()
+        imgs = F.interpolate(low, size=(img_size, img_size), mode='nearest').to(torch.uint8)
+    else:
+        imgs = torch.randint(0, 256, (batch_size, 3, img_size, img_size), generator=g,
+                             dtype=torch.uint8)
     samples = []
     for _ in range(batch_size):
         mask = (torch.rand(grid, grid, generator=g) < mask_ratio)

@@ -186,7 +186,7 @@ def test_r50_recipe_data_path(tmp_path):
     img, tok, mask = preprocessor(batch, training=True)['inputs']
     assert img.shape == (2, 3, 224, 224) and tok.shape == (2, 3, 112, 112)
     assert mask.shape == (2, 14, 14) and mask.dtype == torch.bool
-    assert mask.flatten(1).sum(1).tolist() == [75, 75]
+    assert all(16 <= n <= 75 for n in mask.flatten(1).sum(1).tolist())  # blockwise, 75 max
 
 
 # ------------------------------------------------------------------ training

@@ -19,6 +19,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 import cim_mm  # noqa: E402,F401  (registers modules, checkpoint safety)
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
+from cim_mm.utils.config_check import check_config  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         if not osp.isfile(args.config):
             raise FileNotFoundError(f'config file {args.config} does not exist')
         cfg = merge_args(Config.fromfile(args.config), args)
+        check_config(cfg)  # mask / grid / image-size mismatches: one line, before building
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         runner.train()
 

@@ -11,7 +11,7 @@ from .safe_checkpoint import CheckpointSecurityError
 #: errors that mean "bad input" (a path, a config value, a file), not a bug.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError, NotADirectoryError, PermissionError, ValueError, KeyError,
-    CheckpointSecurityError)
+    CheckpointSecurityError, FloatingPointError)
 
 
 @contextlib.contextmanager
@@ -26,6 +26,8 @@ def user_errors_as_one_line(prog: str) -> Iterator[None]:
         if os.environ.get('CIM_MM_DEBUG'):
             raise
         msg = str(err).strip().strip('"').splitlines()
+        if any('Original Traceback' in m for m in msg):  # re-raised from a DataLoader worker
+            msg = [m for m in msg if m.strip()][-1:]
         line = ' '.join(m.strip() for m in msg) if msg else type(err).__name__
         print(f'{prog}: error: {line} (set CIM_MM_DEBUG=1 for the traceback)',
               file=sys.stderr)

@@ -1,1 +1,4 @@
 
+from .nonfinite_loss_hook import NonFiniteLossHook  # noqa: F401
+from .rng_state_hook import RNGStateHook  # noqa: F401
+from .visualization_hook import CIMVisualizationHook  # noqa: F401

@@ -68,6 +68,13 @@ class CIM(BaseSelfSupervisor):
         if unknown:
             raise ValueError(f'loss_weights accepts keys gen/enh, got {sorted(unknown)}')
         self.loss_weights = weights
+        self._check_geometry()
+
+    def _check_geometry(self) -> None:
+        """One-line ``ValueError`` when the tokenizer / generator / enhancer /
+        head grids disagree (see :func:`cim_mm.utils.check_model_geometry`)."""
+        from cim_mm.utils.config_check import check_model_geometry
+        check_model_geometry(self)
 
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True) -> 'CIM':

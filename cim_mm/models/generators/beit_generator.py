@@ -26,8 +26,9 @@ def gumbel_max_sample(logits: torch.Tensor, temperature: float = 1.0,
     if temperature <= 0:
         return logits.argmax(dim=-1)
     u = torch.rand(logits.shape, device=logits.device, dtype=torch.float32,
-                   generator=generator)
-    gumbel = -torch.log(-torch.log(u.clamp_(1e-10, 1.0)).clamp_(min=1e-10))
+                   generator=generator).clamp_(min=1e-10)  # (0, 1)
+    neg_log_u = (-torch.log(u)).clamp_(min=1e-10)  # (0, inf)
+    gumbel = -torch.log(neg_log_u)
     return (logits.float() / temperature + gumbel).argmax(dim=-1)
 
 
