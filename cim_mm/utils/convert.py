@@ -410,10 +410,7 @@ def vit_spec(sd: dict, enhancer_cfg: Optional[dict] = None,
             if heads:
                 spec['num_heads'], heads_from = heads, 'the checkpoint config (meta.cfg)'
             else:
-                heads = max(1, embed // 64)
-                while embed % heads:
-                    heads -= 1
-                spec['num_heads'], heads_from = heads, 'GUESSED embed_dims // 64'
+                spec['num_heads'] = None  # not in the weights: never guessed
     spec['heads_from'] = heads_from
     spec['grid'] = grid or 14
     spec['img_size'] = spec['grid'] * ph
@@ -707,16 +704,20 @@ def build_target(kind: Optional[str], enhancer: dict, target_config: Optional[st
         raise ConversionError(f'unknown target {kind!r}: mmpretrain | mmseg | timm')
     if _is_vit(enhancer):
         spec = vit_spec(enhancer, enhancer_cfg, num_heads)
-        if spec['heads_from'].startswith('GUESSED'):
-            notes.append(f"num_heads is not in the weights and not in the checkpoint's "
-                         f"meta: GUESSED {spec['num_heads']}; pass --num-heads or "
-                         '--target-config (a wrong head count loads but computes '
-                         'another function)')
         if arch != 'auto':
             if arch not in ARCH_PRESETS or 'depth' in ARCH_PRESETS[arch]:
                 raise ConversionError(f'--arch {arch} is not a ViT preset '
                                       f'({", ".join(ARCH_PRESETS)}, auto)')
-            spec.update(ARCH_PRESETS[arch])
+            preset = dict(ARCH_PRESETS[arch])
+            if spec['heads_from'] in ('relative position table', '--num-heads'):
+                preset.pop('num_heads')  # what the weights say wins (mismatch shows)
+            spec.update(preset)
+        if not spec.get('num_heads'):
+            raise ConversionError(
+                'the number of attention heads is not in the weights (no relative '
+                "position table) nor in the checkpoint's meta.cfg: pass --num-heads, "
+                '--target-config or a ViT --arch preset (a wrong head count would '
+                'load without error and compute another function)')
     elif _is_resnet(enhancer):
         spec = resnet_spec(enhancer)
         if arch != 'auto':

@@ -67,6 +67,15 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2,
                     save_last=True),
 )
+# Trusting a run (docs/reliability.md, docs/visualization.md): stop at the first NaN/inf
+# loss naming it; keep the RNG states in checkpoints so --resume continues the same random
+# streams; draw original/mask/corrupted/replaced/recovered for 8 fixed images every 250
+# iterations and after the last (work_dir/vis/cim_iter_*.png and the visualizer).
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),
+    dict(type='RNGStateHook'),
+    dict(type='CIMVisualizationHook', interval=250, num_images=8),
+]
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0, diff_rank_seed=True)
 auto_scale_lr = dict(base_batch_size=64, enable=False)

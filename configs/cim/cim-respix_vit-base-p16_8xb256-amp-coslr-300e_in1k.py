@@ -1,0 +1,17 @@
+# CIM-ResPix, ViT-B/16 enhancer, 300 epochs on ImageNet-1K (paper recipe, BEiT v1
+# schedule; see the _base_ files for the source of each value).
+_base_ = [
+    '../_base_/models/cim_vit-base-p16.py',
+    '../_base_/datasets/imagenet_bs256_cim.py',
+    '../_base_/schedules/cim_adamw_coslr_300e.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
+default_scope = 'mmpretrain'
+# ResPix: sliding-window-normalised pixels of all 16x16 patches (window 17 = p + 1)
+model = dict(head=dict(type='ResPixHead', in_channels=768, patch_size=16, window_size=17))
+
+default_hooks = dict(
+    # keep the latest 3; resume with tools/train.py CONFIG --resume
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3, save_last=True))
+randomness = dict(seed=0, diff_rank_seed=True)
