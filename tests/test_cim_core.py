@@ -202,3 +202,24 @@ def test_extract_feat_runs_without_corruption():
     assert feats[-1].shape == (2, 32, 4, 4)
     direct = model.backbone(img)[-1]
     torch.testing.assert_close(feats[-1], direct)
+
+
+def test_checkpoint_leaves_out_the_frozen_tokenizer_and_still_loads_strictly():
+    model = build()
+    tok = MODELS.build(dict(type='VQTokenizer', vocab_size=16, downsample=2,
+                            embed_dims=8, hidden_channels=16, num_res_blocks=1,
+                            frozen=True))
+    model.tokenizer = tok
+    sd = model.state_dict()
+    assert not any(k.startswith('tokenizer.') for k in sd)
+    assert any(k.startswith('generator.') for k in sd)
+    other = build()
+    other.tokenizer = MODELS.build(dict(type='VQTokenizer', vocab_size=16, downsample=2,
+                                        embed_dims=8, hidden_channels=16,
+                                        num_res_blocks=1, frozen=True))
+    before = {k: v.clone() for k, v in other.tokenizer.state_dict().items()}
+    other.load_state_dict(sd, strict=True)  # no missing-key error
+    for k, v in other.tokenizer.state_dict().items():
+        torch.testing.assert_close(v, before[k])  # tokenizer kept as built
+    model.save_tokenizer = True
+    assert any(k.startswith('tokenizer.') for k in model.state_dict())

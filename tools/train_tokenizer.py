@@ -46,7 +46,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         'with .json')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
+    parser.add_argument(
+        '--cpu-threads', type=int, default=None,
+        help='torch CPU threads. Default, when training on CPU and '
+        'OMP_NUM_THREADS is unset: CPU cores minus dataloader workers (at '
+        'least 1); oversubscribed cores slowed training >10x on a 2-core box')
     return parser.parse_args(argv)
+
+
+def _set_cpu_threads(cfg: Config, threads: int | None) -> None:
+    import torch
+    if threads is None:
+        if torch.cuda.is_available() or 'OMP_NUM_THREADS' in os.environ:
+            return
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cores = os.cpu_count() or 1
+        workers = cfg.get('train_dataloader', {}).get('num_workers', 0)
+        threads = max(1, cores - workers)
+    torch.set_num_threads(threads)
 
 
 def _write_json(obj: dict, path: str) -> None:
@@ -57,6 +76,7 @@ def _write_json(obj: dict, path: str) -> None:
     with os.fdopen(fd, 'w') as f:
         json.dump(obj, f, indent=2)
         f.write('\n')
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600
     os.replace(tmp, path)
 
 
@@ -77,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise KeyError(f'{args.config} has no eval_dataloader (the split '
                            'to measure reconstruction PSNR on)')
         out = args.out or osp.join(cfg.work_dir, 'tokenizer.pth')
+        _set_cpu_threads(cfg, args.cpu_threads)
 
         runner = Runner.from_cfg(cfg)
         t0 = time.time()

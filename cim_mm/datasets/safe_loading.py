@@ -71,10 +71,12 @@ class SafeLoadImageFromFile(LoadImageFromFile):
         try:
             out = super().transform(results)
         except Exception as err:  # decode errors of cv2 / PIL, missing files, ...
-            reason = str(err).strip().splitlines()
-            reason = reason[-1] if reason else type(err).__name__
-            return self._fail(filename, f'unreadable image ({type(err).__name__}: '
-                              f'{reason[:200]})')
+            if isinstance(err, AssertionError):  # mmcv: the decoder returned None
+                return self._fail(filename, 'unreadable image (could not be decoded)')
+            lines = str(err).replace(filename, '').strip(' :').splitlines()
+            reason = lines[-1].strip() if lines else ''
+            reason = f'{type(err).__name__}: {reason[:200]}' if reason else type(err).__name__
+            return self._fail(filename, f'unreadable image ({reason})')
         if out is None or out.get('img') is None:
             return self._fail(filename, 'unreadable image')
         h, w = out['img'].shape[:2]

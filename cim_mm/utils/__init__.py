@@ -4,6 +4,7 @@ from .safe_checkpoint import (CheckpointSecurityError, atomic_torch_save,
                               install_checkpoint_safety, safe_load)
 
 __all__ = [
-    'install_compat', 'check_config', 'check_model_geometry', 'CheckpointSecurityError', 'atomic_torch_save',
-    'install_checkpoint_safety', 'safe_load'
+    'install_compat', 'check_config', 'check_model_geometry',
+    'CheckpointSecurityError', 'atomic_torch_save', 'install_checkpoint_safety',
+    'safe_load'
 ]

@@ -885,14 +885,17 @@ def _convert_vit(src: dict, template: dict, family: str,
             report.loaded.append(tk)
             report.renamed += tk != _source_name(c, src)
 
+    target_blocks = {_block(c)[0] for c in T if _block(c)[0] is not None}
     for c in C:
         if c in used:
             continue
-        what = _block(c)[1]
+        i, what = _block(c)
         v = C[c]
         if _is_derived(c):
             continue
-        if what == 'k_bias':
+        if i is not None and i not in target_blocks:  # a block the target lacks
+            report.unexpected.append(_source_name(c, src))
+        elif what == 'k_bias':
             report.dropped_exact.append(
                 (c, 'key bias: the same logit for every key of a query, cancels in '
                     'the softmax'))
@@ -984,16 +987,22 @@ def _verify(path: str, written: dict, target: Target, report: ConversionReport) 
     import logging
 
     from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # keep mmengine's init dump out of the report
+
+    # mmengine's init dump and its "missing keys: ln2..." warning (the keys the
+    # report lists as new by design) would only confuse the report
+    loggers = {id(lg): lg for lg in (MMLogger.get_current_instance(),
+                                     MMLogger.get_instance('mmengine'))}
+    levels = {k: lg.level for k, lg in loggers.items()}
+    for lg in loggers.values():
+        lg.setLevel(logging.ERROR)
     try:
         module = target.build(path)
     except Exception as err:  # noqa: BLE001  (reported, not raised)
         report.verify_failures.append(f'building/loading the target failed: {err!r}')
         return
     finally:
-        logger.setLevel(level)
+        for k, lg in loggers.items():
+            lg.setLevel(levels[k])
     got = module.state_dict()
     bad = []
     for k, v in written.items():

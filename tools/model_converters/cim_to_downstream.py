@@ -11,8 +11,9 @@ shape-mismatched key makes the command exit 1 and write nothing, unless
     python tools/model_converters/cim_to_downstream.py CIM.pth OUT.pth \\
         --target-config configs/cim/benchmarks/vit-base-p16_cim-pre_8xb128-coslr-100e_in1k.py
     # mmseg UperNet (ADE20K 512 px)
+    B=configs/cim/benchmarks
     python tools/model_converters/cim_to_downstream.py CIM.pth OUT.pth \\
-        --target-config configs/cim/benchmarks/upernet_vit-base-p16_cim-pre_8xb2-160k_ade20k-512x512.py
+        --target-config $B/upernet_vit-base-p16_cim-pre_8xb2-160k_ade20k-512x512.py
     # without a config: the enhancer's own architecture (or a preset)
     python tools/model_converters/cim_to_downstream.py CIM.pth OUT.pth --target mmseg \\
         --arch vit-base-p16 --img-size 512

@@ -93,7 +93,8 @@ class CNNPatchNeck(BaseModule):
             raise ValueError(f'CNNPatchNeck scale_factor must be > 0, got {scale_factor!r}')
         self.scale_factor = scale_factor
         if upsample_mode not in ('bilinear', 'nearest'):
-            raise ValueError(f"upsample_mode must be 'bilinear' or 'nearest', got {upsample_mode!r}")
+            raise ValueError("upsample_mode must be 'bilinear' or 'nearest', "
+                             f'got {upsample_mode!r}')
         if num_convs < 0:
             raise ValueError(f'num_convs must be >= 0, got {num_convs}')
         self.in_channels = in_channels

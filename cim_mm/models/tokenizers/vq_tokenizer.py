@@ -261,7 +261,7 @@ class VQTokenizer(BaseModel, BaseTokenizer):
                  vocab_size: int = 512,
                  downsample: int = 4,
                  embed_dims: int = 32,
-                 hidden_channels: int = 64,
+                 hidden_channels: int = 32,
                  num_res_blocks: int = 1,
                  in_channels: int = 3,
                  beta: float = 0.25,
@@ -324,7 +324,17 @@ class VQTokenizer(BaseModel, BaseTokenizer):
         ckpt = safe_load(path, map_location='cpu')
         if isinstance(ckpt, dict) and isinstance(ckpt.get('state_dict'), dict):
             ckpt = ckpt['state_dict']
-        self.load_state_dict(self._strip_prefix(ckpt, path), strict=True)
+        try:
+            self.load_state_dict(self._strip_prefix(ckpt, path), strict=True)
+        except RuntimeError as err:
+            detail = ' '.join(str(err).split())
+            if len(detail) > 300:
+                detail = detail[:300] + '...'
+            raise ValueError(
+                f'{path} does not fit this VQTokenizer: build it with the '
+                'architecture it was trained with (vocab_size, downsample, '
+                'embed_dims, hidden_channels, num_res_blocks; see the .json '
+                f'next to it). {detail}') from None
 
     def _strip_prefix(self, state: Dict[str, torch.Tensor],
                       path: str) -> Dict[str, torch.Tensor]:

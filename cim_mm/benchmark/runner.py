@@ -1,0 +1,324 @@
+"""Run the whole benchmark: every method, resumably, with progress and ETA.
+
+For each selected method, in table order:
+
+1. ``WORK_DIR/<method>/result.json`` exists with the same settings -> skipped
+   (resumable; ``--force`` re-runs; other settings -> re-run, said so);
+2. otherwise :mod:`cim_mm.benchmark.worker` runs it -- in its own process by
+   default (own peak memory, a crash stays contained; its full output goes to
+   ``WORK_DIR/<method>/worker.log``, its ``[benchmark]`` lines to the console);
+3. a failure is recorded (``failed.json``) and the next method runs.
+
+Then the report (:mod:`cim_mm.benchmark.report`) is written from every
+method's result, and the exit status is 1 with one line naming the failed
+methods if any failed.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from typing import Callable, Optional
+
+from .io import read_json, write_json
+from .scales import EVAL_SUBSETS, REPO_ROOT, TOKENIZER_CONFIG, TOKENIZER_DIR
+
+# Rough evaluation seconds per method before any was measured (2 CPU cores).
+EVAL_GUESS_S = {('cpu-small', 'small'): 20, ('cpu-small', 'medium'): 130,
+                ('cpu-small', 'full'): 1500}
+BUILD_GUESS_S = 15.
+
+
+def say(msg: str) -> None:
+    print(f'[benchmark] {msg}', flush=True)
+
+
+def _fmt_s(s: float) -> str:
+    s = max(int(s), 0)
+    return f'{s // 3600}h{s % 3600 // 60:02d}m' if s >= 3600 else \
+        f'{s // 60}m{s % 60:02d}s' if s >= 60 else f'{s}s'
+
+
+# ------------------------------------------------------------------ settings
+def fingerprint(opts: dict) -> dict:
+    """What a finished result depends on: a result with other settings is stale."""
+    keys = ('scale', 'arch', 'budget_s', 'iters', 'eval', 'eval_subset', 'batch_size',
+            'seed', 'device', 'tokenizer_id', 'finetune_epochs')
+    return {k: opts.get(k) for k in keys}
+
+
+def finished(work_dir: str, method: str, fp: dict) -> tuple[bool, str]:
+    """(is finished with these settings, why not)."""
+    r = read_json(osp.join(work_dir, method, 'result.json'))
+    if r is None:
+        return False, 'no result.json'
+    if r.get('status') != 'ok':
+        return False, 'result.json is not a finished result'
+    if r.get('settings') != fp:
+        diff = sorted(k for k in set(fp) | set(r.get('settings') or {})
+                      if (r.get('settings') or {}).get(k) != fp.get(k))
+        return False, f'settings changed ({", ".join(diff)})'
+    return True, ''
+
+
+def tokenizer_id(path: Optional[str]) -> str:
+    if path is None:
+        return 'random'
+    st = os.stat(path)
+    return f'{osp.abspath(path)}:{st.st_size}:{int(st.st_mtime)}'
+
+
+def ensure_tokenizer(choice: str, log: Callable[[str], None] = say) -> Optional[str]:
+    """'random' -> None; a path -> it (must exist); 'auto' -> the default
+    tokenizer, trained with ``tools/train_tokenizer.py`` if absent."""
+    if choice == 'random':
+        log('tokenizer: RANDOM (untrained) VQ tokenizer -- smoke tests only; CIM/BEiT '
+            'quality is meaningless with it')
+        return None
+    if choice != 'auto':
+        if not osp.isfile(choice):
+            raise FileNotFoundError(f'tokenizer checkpoint {choice} does not exist')
+        return osp.abspath(choice)
+    path = osp.join(REPO_ROOT, TOKENIZER_DIR, 'tokenizer.pth')
+    if osp.isfile(path) and os.path.getsize(path) > 0:
+        log(f'tokenizer: reusing {osp.relpath(path, REPO_ROOT)}')
+        return path
+    log(f'tokenizer: {osp.relpath(path, REPO_ROOT)} absent: training it '
+        f'({TOKENIZER_CONFIG}, ~3 min on 2 idle CPU cores)')
+    cmd = [sys.executable, osp.join(REPO_ROOT, 'tools/train_tokenizer.py'),
+           osp.join(REPO_ROOT, TOKENIZER_CONFIG), '--work-dir',
+           osp.join(REPO_ROOT, TOKENIZER_DIR)]
+    rc, _ = _stream(cmd, osp.join(REPO_ROOT, TOKENIZER_DIR, 'train_tokenizer.log'),
+                    lambda line: 'Iter(train)' in line and '00/' in line,
+                    prefix='tokenizer | ')
+    if rc != 0 or not osp.isfile(path):
+        raise RuntimeError(f'training the tokenizer failed (exit {rc}); see '
+                           f'{osp.join(TOKENIZER_DIR, "train_tokenizer.log")}')
+    return path
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env['PYTHONPATH'] = REPO_ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    env.setdefault('PYTHONWARNINGS', 'ignore')
+    return env
+
+
+def _stream(cmd: list, log_path: str, echo: Callable[[str], bool],
+            prefix: str = '') -> tuple[int, list]:
+    """Run ``cmd``; every output line to ``log_path``; lines ``echo`` accepts to
+    the console. Returns (exit code, last lines)."""
+    os.makedirs(osp.dirname(log_path), exist_ok=True)
+    tail: list = []
+    with open(log_path, 'a') as logf:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1, env=_env(), cwd=REPO_ROOT)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                logf.write(line)
+                logf.flush()
+                tail = (tail + [line.rstrip()])[-30:]
+                if echo(line):
+                    text = line.rstrip()
+                    print(text if text.startswith('[benchmark]') else
+                          f'[benchmark] {prefix}{text.strip()}', flush=True)
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return rc, tail
+
+
+# ----------------------------------------------------------------- one method
+def run_one(settings: dict, in_process: bool) -> tuple[bool, str]:
+    """Run a worker; (ok, error line)."""
+    method, work_dir = settings['method'], settings['work_dir']
+    out_dir = osp.join(work_dir, method)
+    os.makedirs(out_dir, exist_ok=True)
+    for stale in ('result.json', 'failed.json'):
+        if osp.exists(osp.join(out_dir, stale)):
+            os.remove(osp.join(out_dir, stale))
+    if in_process:
+        from .worker import run_method
+        try:
+            run_method(settings)
+            return True, ''
+        except Exception as err:  # noqa: BLE001  (record, go on with the others)
+            import traceback
+            line = f'{type(err).__name__}: {(str(err).strip().splitlines() or [""])[0]}'
+            write_json(dict(method=method, status='failed', error=line[:500],
+                            traceback=traceback.format_exc()[-4000:]),
+                       osp.join(out_dir, 'failed.json'))
+            say(f'{method} | FAILED | {line}')
+            return False, line
+    settings_path = osp.join(out_dir, 'settings.json')
+    write_json(settings, settings_path)
+    cmd = [sys.executable, '-m', 'cim_mm.benchmark.worker', settings_path]
+    rc, tail = _stream(cmd, osp.join(out_dir, 'worker.log'),
+                       lambda line: line.startswith('[benchmark]'))
+    r = read_json(osp.join(out_dir, 'result.json'))
+    if rc == 0 and r is not None and r.get('status') == 'ok':
+        return True, ''
+    f = read_json(osp.join(out_dir, 'failed.json')) or {}
+    line = f.get('error') or next((t for t in reversed(tail) if t.strip()),
+                                  f'worker exited with {rc}')
+    if not f:
+        write_json(dict(method=method, status='failed', error=line[:500],
+                        traceback='\n'.join(tail)), osp.join(out_dir, 'failed.json'))
+    return False, line
+
+
+# ---------------------------------------------------------------------- all
+def run_benchmark(opts: dict) -> int:
+    """Run every selected method, write the report; returns the exit status."""
+    from .specs import LABELS, parse_methods
+    t0 = time.perf_counter()
+    work_dir = osp.abspath(opts['work_dir'])
+    os.makedirs(work_dir, exist_ok=True)
+    methods = parse_methods(opts.get('methods'))
+    scale = opts['scale']
+    needs_tok = any(m in ('cim-respix', 'cim-revdet', 'beit') for m in methods)
+    tok_path = None
+    if needs_tok and scale == 'cpu-small':
+        tok_path = ensure_tokenizer(opts.get('tokenizer', 'auto'))
+    opts['tokenizer_ckpt'] = tok_path
+    opts['tokenizer_id'] = tokenizer_id(tok_path) if scale == 'cpu-small' else \
+        f'dalle:{opts.get("dalle_dir") or "random"}'
+    fp = fingerprint(opts)
+    budget = opts['budget_s']
+    eval_guess = EVAL_GUESS_S.get((scale, opts['eval_subset']), 60.) \
+        if opts['eval'] != 'none' else 0.
+    if opts['eval'] == 'knn':
+        eval_guess *= 0.4
+    eval_measured: list = []
+    failed: dict = {}
+    todo = []
+    for m in methods:
+        done, why = (False, 'forced') if opts.get('force') else finished(work_dir, m, fp)
+        if done:
+            say(f'{m}: finished earlier ({osp.join(osp.basename(work_dir), m, "result.json")}), '
+                'skipping')
+        else:
+            if why not in ('no result.json', 'forced'):
+                say(f'{m}: {why}: re-running')
+            todo.append(m)
+    step_s: list = []  # measured s/step (for --iters runs)
+
+    def estimate(m: str) -> float:
+        ev = sum(eval_measured) / len(eval_measured) if eval_measured else eval_guess
+        if m == 'random':
+            return ev
+        if opts.get('iters'):
+            pre = opts['iters'] * (sum(step_s) / len(step_s) if step_s else 1.)
+        else:
+            pre = budget
+        return BUILD_GUESS_S + pre + ev
+
+    what = f'{opts["iters"]} steps' if opts.get('iters') else f'{_fmt_s(budget)}'
+    say(f'scale {scale}: {len(methods)} method(s), {len(todo)} to run, pre-training '
+        f'{what} each; ETA ~{_fmt_s(sum(estimate(m) for m in todo))}')
+    for i, m in enumerate(todo):
+        eta = sum(estimate(x) for x in todo[i:])
+        say(f'[{i + 1}/{len(todo)}] {m} ({LABELS[m]}): start; ETA for the rest ~{_fmt_s(eta)}')
+        settings = dict(opts, method=m, work_dir=work_dir, fingerprint=fp)
+        ts = time.perf_counter()
+        ok, err = run_one(settings, opts.get('in_process', False))
+        dt = time.perf_counter() - ts
+        if ok:
+            r = read_json(osp.join(work_dir, m, 'result.json')) or {}
+            if r.get('eval_s') is not None and opts['eval'] != 'none':
+                eval_measured.append(float(r['eval_s']))
+            pre = r.get('pretrain') or {}
+            if pre.get('iters'):
+                step_s.append(pre['wall_s'] / pre['iters'])
+            say(f'[{i + 1}/{len(todo)}] {m}: done in {_fmt_s(dt)}')
+        else:
+            failed[m] = err
+            say(f'[{i + 1}/{len(todo)}] {m}: FAILED in {_fmt_s(dt)}: {err} '
+                f'(log: {osp.join(work_dir, m, "worker.log")})')
+
+    # ---------------------------------------------------------------- flops
+    flops = None
+    if opts.get('flops'):
+        fpath = osp.join(work_dir, 'flops.json')
+        flops = None if opts.get('force') else read_json(fpath)
+        if flops is None or flops.get('arch_key') != opts.get('arch'):
+            say('flops: counting (CPU, batch 1; ~1 min)')
+            try:
+                from .flops import flops_report
+                flops = flops_report(opts.get('arch', 'vit-b'), log=say)
+                flops['arch_key'] = opts.get('arch')
+                write_json(flops, fpath)
+            except Exception as err:  # noqa: BLE001
+                failed['flops'] = f'{type(err).__name__}: {err}'
+                flops = None
+        else:
+            say('flops: reusing flops.json')
+
+    # --------------------------------------------------------------- report
+    results = []
+    for m in methods:
+        r = read_json(osp.join(work_dir, m, 'result.json'))
+        if r is None or r.get('status') != 'ok':
+            f = read_json(osp.join(work_dir, m, 'failed.json')) or {}
+            r = dict(method=m, label=LABELS[m], status='failed' if m in failed or f else
+                     'missing', error=failed.get(m) or f.get('error'), scale=scale)
+        results.append(r)
+    meta = report_meta(opts, results, time.perf_counter() - t0)
+    from .report import write_report
+    paths = write_report(results, work_dir, meta, flops)
+    pngs = ', '.join(osp.basename(p) for p in paths['png'])
+    say(f'report: {paths["md"]} (+ results.json, results.csv, {pngs}) in '
+        f'{_fmt_s(time.perf_counter() - t0)}')
+    if failed:
+        names = ', '.join(f'{k} ({v})' for k, v in failed.items())
+        print(f'benchmark: error: {len(failed)} of {len(methods)} failed: {names}; logs in '
+              f'{work_dir}/<method>/worker.log', file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def report_meta(opts: dict, results: list, seconds: float) -> dict:
+    from .cost import device_name
+    sub = EVAL_SUBSETS.get(opts['eval_subset'], {})
+    if opts['eval'] == 'none':
+        eval_desc = 'none (cost only)'
+    else:
+        eval_desc = (f'{opts["eval_subset"]} subset: k-NN (k=20, cosine, T=0.07)'
+                     + (' and linear probe' if opts['eval'] == 'all' else '')
+                     + f' on {sub.get("feat_train")} train / {sub.get("test")} test '
+                     'features')
+        if opts['eval'] == 'all':
+            eval_desc += (f'; fine-tune {opts.get("finetune_epochs", 1)} epoch(s) on '
+                          f'{sub.get("finetune_train")} train images')
+    mem = next(((r.get('pretrain') or {}).get('mem_method') for r in results
+                if (r.get('pretrain') or {}).get('mem_method')), None)
+    dev = next((r.get('device_name') for r in results if r.get('device_name')), None)
+    tok = opts.get('tokenizer_ckpt')
+    notes = []
+    if opts.get('in_process'):
+        notes.append('--in-process run: the methods shared one process, so peak memory '
+                     'figures after the first method include earlier allocations.')
+    if opts['scale'] == 'cpu-small':
+        notes.append('Same ViT, data and optimizer recipe (AdamW of the CPU demo, warm-up '
+                     '+ cosine over the budget) for every method; the tokenizer training '
+                     'is not part of the budget (a given, like the DALL-E dVAE).')
+    return dict(
+        scale=opts['scale'], device=opts['device'], device_name=dev or device_name(opts['device']),
+        budget_s=opts['budget_s'], iters=opts.get('iters'),
+        budget_desc=(f'{opts["iters"]} steps' if opts.get('iters') else
+                     f'{opts["budget_s"]:.0f} s wall clock'),
+        batch_size=opts.get('batch_size') or next(
+            ((r.get('pretrain') or {}).get('batch_size') for r in results
+             if (r.get('pretrain') or {}).get('batch_size')), 'the config\'s'),
+        eval=opts['eval'],
+        eval_subset=opts['eval_subset'], eval_desc=eval_desc, mem_method=mem,
+        tokenizer=(osp.relpath(tok, REPO_ROOT) if tok else
+                   ('random VQ tokenizer (smoke test)' if opts['scale'] == 'cpu-small'
+                    else f'DALL-E dVAE ({opts.get("dalle_dir") or "random weights"})')),
+        command=opts.get('command', ''), seconds=round(seconds, 1), notes=notes,
+        time=time.strftime('%Y-%m-%d %H:%M:%S'))

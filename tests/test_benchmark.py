@@ -1,0 +1,290 @@
+"""tools/benchmark.py and cim_mm.benchmark: evaluation maths, adapters, every
+method's training step, resumability, failures, the report, a smoke run.
+
+Fast by default. ``CIM_BENCH_E2E=1`` adds a slower end-to-end run (every
+method, worker subprocesses, FLOP counts).
+"""
+from __future__ import annotations
+
+import json
+import os
+import os.path as osp
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import cim_mm  # noqa: F401
+from cim_mm.benchmark import report, runner
+from cim_mm.benchmark.evaluate import knn_predict, knn_top1, linear_probe, top1
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+DATA = osp.join(ROOT, 'data', 'fashion_mnist')
+needs_data = pytest.mark.skipif(
+    not osp.isfile(osp.join(DATA, 'train-images-idx3-ubyte')),
+    reason='Fashion-MNIST not extracted (tools/prepare_fashion_mnist.sh)')
+E2E = os.environ.get('CIM_BENCH_E2E') == '1'
+
+
+# ---------------------------------------------------------------- evaluation
+def _clusters(n_per: int, classes: int = 4, dim: int = 16, spread: float = 0.05,
+              seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.eye(dim)[:classes] * 5.
+    x = torch.cat([c + spread * torch.randn(n_per, dim, generator=g) for c in centers])
+    y = torch.arange(classes).repeat_interleave(n_per)
+    return x, y
+
+
+def _knn_brute(tr, ytr, te, k, t, classes):
+    preds = []
+    for q in te:
+        sims = [(float(torch.dot(q / q.norm(), x / x.norm())), int(c))
+                for x, c in zip(tr, ytr)]
+        sims.sort(key=lambda s: -s[0])
+        votes = [0.] * classes
+        for s, c in sims[:k]:
+            votes[c] += float(np.exp(s / t))
+        preds.append(int(np.argmax(votes)))  # ties: smallest class id
+    return torch.tensor(preds)
+
+
+def test_knn_equals_brute_force_loop():
+    g = torch.Generator().manual_seed(1)
+    tr, te = torch.randn(80, 8, generator=g), torch.randn(30, 8, generator=g)
+    ytr = torch.randint(0, 5, (80, ), generator=g)
+    for k, t in ((20, 0.07), (5, 1.0), (1, 0.5)):
+        fast = knn_predict(tr, ytr, te, k=k, temperature=t, num_classes=5, chunk=7)
+        assert torch.equal(fast, _knn_brute(tr, ytr, te, k, t, 5)), (k, t)
+
+
+def test_knn_and_linear_probe_separable_clusters_give_100():
+    tr, ytr = _clusters(30)
+    te, yte = _clusters(10, seed=1)
+    assert knn_top1(tr, ytr, te, yte, k=20) == 100.
+    assert linear_probe(tr, ytr, te, yte) == 100.
+    # and they are not trivially 100: shuffled train labels break both
+    perm = ytr[torch.randperm(len(ytr), generator=torch.Generator().manual_seed(0))]
+    assert knn_top1(tr, perm, te, yte, k=20) < 60.
+    assert top1(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 2, 3])) == 75.
+
+
+def test_linear_probe_beats_chance_on_overlapping_clusters():
+    tr, ytr = _clusters(50, spread=2.0)
+    te, yte = _clusters(50, spread=2.0, seed=3)
+    acc = linear_probe(tr, ytr, te, yte)
+    assert 40. < acc < 100.
+
+
+def test_flop_counter_exact_on_linear():
+    from cim_mm.benchmark.flops import count_flops
+    lin = torch.nn.Linear(32, 16)
+    x = torch.randn(4, 32)
+    assert count_flops(lambda: lin(x)) == 2 * 4 * 32 * 16
+
+
+# ------------------------------------------------------------------ adapters
+def test_adapters():
+    from cim_mm.benchmark.adapters import GridHOGGenerator, SimMIMViT, TokenizerTargetGenerator
+    from cim_mm.models.tokenizers.base import map_pixels
+    tg = TokenizerTargetGenerator(dict(type='ToyTokenizer', vocab_size=16, downsample=2))
+    x = map_pixels(torch.rand(2, 3, 8, 8))
+    assert torch.equal(tg(x).argmax(1), tg.tokenizer.encode(x))
+    assert tg(x).shape == (2, 16, 4, 4)
+    tg2 = TokenizerTargetGenerator(dict(type='ToyTokenizer', vocab_size=16, downsample=2),
+                                   img_size=4)
+    assert tg2(x).shape == (2, 16, 2, 2)  # resized 8 -> 4 px first
+
+    hog = GridHOGGenerator(patch_size=4, nbins=9, pool=2, gaussian_window=4)
+    assert hog(torch.randn(2, 3, 32, 32)).shape == (2, 64, 3 * 9 * 4)
+
+    vit = SimMIMViT(arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                              feedforward_channels=64), img_size=16, patch_size=4)
+    mask = torch.zeros(2, 4, 4)
+    mask[:, :2] = 1
+    (fmap, ) = vit(torch.randn(2, 3, 16, 16), mask)
+    assert fmap.shape == (2, 32, 4, 4)
+
+
+@needs_data
+def test_every_method_builds_and_trains_one_step():
+    """Each spec's model + pipeline + optimizer does one real training step."""
+    from mmpretrain.registry import MODELS
+    from mmpretrain.utils import register_all_modules
+
+    from cim_mm.benchmark import adapters  # noqa: F401
+    from cim_mm.benchmark.data import build_pretrain_loader
+    from cim_mm.benchmark.evaluate import build_eval_backbone
+    from cim_mm.benchmark.pretrain import build_optim_wrapper
+    from cim_mm.benchmark.scales import build_scale
+    from cim_mm.benchmark.specs import METHODS, build_spec
+    register_all_modules(init_default_scope=True)
+    scale = build_scale('cpu-small', tokenizer_ckpt=None)
+    scale.densecl_queue = 64
+    torch.manual_seed(0)
+    for name in METHODS:
+        spec = build_spec(name, scale)
+        if spec.model is None:
+            build_eval_backbone(spec.eval_backbone)
+            continue
+        model = MODELS.build(spec.model)
+        model.init_weights()
+        loader = build_pretrain_loader(scale.data_root, spec.pipeline, batch_size=4)
+        optim = build_optim_wrapper(model, scale.optim_wrapper, 'cpu')
+        log_vars = model.train_step(next(iter(loader)), optim)
+        assert torch.isfinite(log_vars['loss']), name
+        # the pre-trained backbone loads into the eval backbone, key for key
+        build_eval_backbone(spec.eval_backbone, model.backbone.state_dict())
+
+
+# ------------------------------------------------------------------ report
+def _fake_result(method, label, **kw):
+    r = dict(method=method, label=label, status='ok', scale='cpu-small', device='cpu',
+             pretrain=dict(iters=10, images=640, batch_size=64, wall_s=3.0, img_per_s=200.,
+                           wall_img_per_s=190., step_s_mean=0.32, peak_mem_mb=900.,
+                           mem_delta_mb=120., mem_method='test'),
+             eval=dict(knn_top1=70., linear_top1=75., finetune_top1=80.),
+             notes=[f'{label} note'], eval_s=5., total_s=9.)
+    r.update(kw)
+    return r
+
+
+def test_report_writes_md_csv_json_png(tmp_path):
+    cim = _fake_result('cim-respix', 'CIM-ResPix')
+    cim['pretrain']['cim_breakdown'] = dict(
+        profiled_steps=5, step_s=0.5, corruption_share=0.4, enhancer_share=0.5,
+        other_share=0.1, segments_s=dict(tok_encode=0.05, gen_fwd=0.05, gen_bwd=0.05,
+                                         sample=0.01, tok_decode=0.04, corrupt_other=0.,
+                                         enh_fwd=0.1, enh_bwd=0.15, preprocess=0.01,
+                                         optim_step=0.02, other=0.02))
+    results = [cim, _fake_result('mae', 'MAE', eval=dict(knn_top1=72.)),
+               dict(method='simclr', label='SimCLR', status='failed', error='boom')]
+    meta = dict(scale='cpu-small', device='cpu', budget_desc='3 s', eval_desc='tiny',
+                batch_size=64)
+    flops = dict(dalle_encoder_112=52.1, dalle_decoder_14_to_112=58.5, vit_b16_fwd_224=33.7,
+                 vit_b16_fwd_bwd_224=100.9, cim_respix_step=229., beit_step=160.,
+                 cim_over_beit=1.43, targets={}, arch='ViT-B/16', mask_patches=75)
+    paths = report.write_report(results, str(tmp_path), meta, flops)
+    md = open(paths['md']).read()
+    assert '| CIM-ResPix |' in md and '| MAE |' in md and '**failed**: boom' in md
+    assert '**72.00**' in md  # best k-NN in bold
+    assert 'Where a CIM step goes' in md and '40.0 %' in md
+    assert '1.43x' in md
+    data = json.load(open(paths['json']))
+    assert [m['method'] for m in data['methods']] == ['cim-respix', 'mae', 'simclr']
+    rows = open(paths['csv']).read().splitlines()
+    assert rows[0].split(',')[:3] == ['method', 'label', 'status'] and len(rows) == 4
+    for p in paths['png']:
+        with open(p, 'rb') as f:
+            assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    assert {osp.basename(p) for p in paths['png']} == {
+        'quality.png', 'cost.png', 'cim_breakdown.png'}
+
+
+# ------------------------------------------------------- resume and failures
+def _opts(tmp_path, **kw):
+    from benchmark import options, parse_args
+    argv = ['--work-dir', str(tmp_path), '--in-process', '--tokenizer', 'random',
+            '--eval', 'none', '--budget-s', '1']
+    for k, v in kw.items():
+        argv += [f'--{k.replace("_", "-")}', str(v)]
+    return options(parse_args(argv), argv)
+
+
+def test_finished_method_is_skipped_and_stale_one_rerun(tmp_path, monkeypatch):
+    opts = _opts(tmp_path, methods='mae,simmim')
+    fp = runner.fingerprint(dict(opts, tokenizer_id=runner.tokenizer_id(None)))
+    # mae: finished with these settings; simmim: finished with another budget
+    done = _fake_result('mae', 'MAE', settings=fp)
+    os.makedirs(tmp_path / 'mae')
+    json.dump(done, open(tmp_path / 'mae' / 'result.json', 'w'))
+    stale = _fake_result('simmim', 'SimMIM', settings=dict(fp, budget_s=999.))
+    os.makedirs(tmp_path / 'simmim')
+    json.dump(stale, open(tmp_path / 'simmim' / 'result.json', 'w'))
+    calls = []
+
+    def fake_run_one(settings, in_process):
+        calls.append(settings['method'])
+        r = _fake_result(settings['method'], 'SimMIM', settings=settings['fingerprint'])
+        json.dump(r, open(osp.join(settings['work_dir'], settings['method'],
+                                   'result.json'), 'w'))
+        return True, ''
+
+    monkeypatch.setattr(runner, 'run_one', fake_run_one)
+    assert runner.run_benchmark(opts) == 0
+    assert calls == ['simmim']  # mae skipped
+    assert runner.finished(str(tmp_path), 'mae', fp)[0]
+    md = open(tmp_path / 'results.md').read()
+    assert '| MAE |' in md and '| SimMIM |' in md
+    # a second run re-runs nothing
+    calls.clear()
+    assert runner.run_benchmark(dict(opts)) == 0
+    assert calls == []
+
+
+def test_failed_method_others_still_run_then_exit_1(tmp_path, monkeypatch, capsys):
+    opts = _opts(tmp_path, methods='mae,simclr,random')
+    ran = []
+
+    def fake_run_one(settings, in_process):
+        m = settings['method']
+        ran.append(m)
+        if m == 'simclr':
+            return False, 'RuntimeError: boom'
+        os.makedirs(osp.join(settings['work_dir'], m), exist_ok=True)
+        json.dump(_fake_result(m, m, settings=settings['fingerprint']),
+                  open(osp.join(settings['work_dir'], m, 'result.json'), 'w'))
+        return True, ''
+
+    monkeypatch.setattr(runner, 'run_one', fake_run_one)
+    assert runner.run_benchmark(opts) == 1
+    assert ran == ['mae', 'simclr', 'random']
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'simclr (RuntimeError: boom)' in err[0]
+    assert '**failed**: RuntimeError: boom' in open(tmp_path / 'results.md').read()
+
+
+def test_unknown_method_is_one_line_error(tmp_path, capsys):
+    from benchmark import main
+    with pytest.raises(SystemExit) as e:
+        main(['--methods', 'cim-respix,nope', '--work-dir', str(tmp_path)])
+    assert e.value.code == 1
+    assert 'unknown method(s) nope' in capsys.readouterr().err
+
+
+# --------------------------------------------------------------- smoke runs
+@needs_data
+def test_smoke_run_cpu_small(tmp_path):
+    """The issue's smoke command, in-process and with a random tokenizer."""
+    from benchmark import main
+    rc = main(['--scale', 'cpu-small', '--methods', 'cim-respix,mae', '--budget-s', '3',
+               '--eval-subset', 'small', '--work-dir', str(tmp_path), '--in-process',
+               '--tokenizer', 'random'])
+    assert rc == 0
+    for f in ('results.md', 'results.csv', 'results.json', 'quality.png', 'cost.png',
+              'cim_breakdown.png', 'cim-respix/result.json', 'mae/result.json'):
+        assert (tmp_path / f).is_file(), f
+    data = json.load(open(tmp_path / 'results.json'))
+    by = {m['method']: m for m in data['methods']}
+    assert by['cim-respix']['pretrain']['iters'] >= 1
+    br = by['cim-respix']['pretrain']['cim_breakdown']
+    assert br['profiled_steps'] >= 1 and 0 < br['corruption_share'] < 1
+    for m in by.values():
+        for k in ('knn_top1', 'linear_top1', 'finetune_top1'):
+            assert 0 <= m['eval'][k] <= 100
+        assert m['pretrain']['img_per_s'] > 0 and m['pretrain']['peak_mem_mb'] > 0
+
+
+@pytest.mark.skipif(not E2E, reason='slow end-to-end run: set CIM_BENCH_E2E=1')
+@needs_data
+def test_end_to_end_all_methods_subprocess(tmp_path):
+    from benchmark import main
+    rc = main(['--scale', 'cpu-small', '--budget-s', '5', '--eval-subset', 'small',
+               '--work-dir', str(tmp_path), '--tokenizer', 'random', '--flops'])
+    assert rc == 0
+    data = json.load(open(tmp_path / 'results.json'))
+    assert all(m['status'] == 'ok' for m in data['methods'])
+    assert 40 < data['flops']['dalle_encoder_112'] < 65
+    assert 1.0 < data['flops']['cim_over_beit'] < 3.0

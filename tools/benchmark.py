@@ -1,0 +1,135 @@
+"""CIM against the other MIM methods, side by side, in one command.
+
+    python tools/benchmark.py --scale cpu-small --work-dir work_dirs/benchmark \\
+        [--methods cim-respix,cim-revdet,mae,simmim,beit,maskfeat,simclr,densecl,random] \\
+        [--budget-s 120] [--eval-subset medium] [--flops]
+
+For each method: pre-train the scale's ViT for the same wall-clock budget on
+the same data, evaluate (k-NN, linear probe, short fine-tune on Fashion-MNIST)
+and measure cost (throughput, peak memory, CIM's step breakdown); then write
+``results.md``, ``results.json``, ``results.csv`` and ``quality.png``,
+``cost.png``, ``cim_breakdown.png`` into the work dir. A method whose
+``WORK_DIR/<method>/result.json`` exists (same settings) is not re-run. Exit 1
+naming the failed methods if any failed (after running the others).
+
+Scales: ``cpu-small`` (the CPU demo: real Fashion-MNIST 32 px, tiny ViT,
+2 CPU cores) and ``gpu`` (ViT-B/16 or ViT-S/16 at 224 px, bf16, DALL-E dVAE;
+throughput and memory, k-NN with ``--eval knn``). ``--flops`` adds per-image
+FLOP counts (runs on CPU; always on at ``--scale gpu``).
+See docs/benchmark.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import shlex
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from cim_mm.benchmark.scales import EVAL_SUBSETS, SCALES  # noqa: E402
+from cim_mm.benchmark.specs import METHODS  # noqa: E402
+
+SCALE_DEFAULTS = {
+    'cpu-small': dict(budget_s=120., eval='all', eval_subset='medium', device='cpu'),
+    'gpu': dict(budget_s=60., eval='none', eval_subset='small', device='cuda'),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description='Pre-train CIM and its peers for the same budget, evaluate, report.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--scale', choices=SCALES, default='cpu-small')
+    p.add_argument('--work-dir', default='work_dirs/benchmark')
+    p.add_argument('--methods', default='all',
+                   help=f'comma-separated subset of: {",".join(METHODS)}')
+    p.add_argument('--budget-s', type=float, default=None,
+                   help='pre-training wall-clock seconds per method '
+                   '(default: 120 at cpu-small, 60 at gpu)')
+    p.add_argument('--iters', type=int, default=None,
+                   help='pre-train a fixed number of steps instead of a time budget '
+                   '(reproducible; throughput still measured)')
+    p.add_argument('--eval', choices=('all', 'knn', 'none'), default=None,
+                   help='all: k-NN + linear probe + fine-tune; knn; none: cost only '
+                   '(default: all at cpu-small, none at gpu)')
+    p.add_argument('--eval-subset', choices=tuple(EVAL_SUBSETS), default=None,
+                   help='evaluation size: ' + '; '.join(
+                       f'{k}: {v["feat_train"]} train / {v["test"]} test features, '
+                       f'fine-tune on {v["finetune_train"]}' for k, v in EVAL_SUBSETS.items()))
+    p.add_argument('--finetune-epochs', type=int, default=1)
+    p.add_argument('--batch-size', type=int, default=None,
+                   help='pre-training batch (default: the config\'s, 64)')
+    p.add_argument('--device', default=None, help='cpu / cuda (default: per scale)')
+    p.add_argument('--arch', choices=('vit-b', 'vit-s'), default='vit-b',
+                   help='--scale gpu: ViT-B/16 or ViT-S/16')
+    p.add_argument('--dalle-dir', default=None,
+                   help='--scale gpu: folder with DALL-E encoder.pkl / decoder.pkl '
+                   '(default: random weights, fine for cost figures)')
+    p.add_argument('--tokenizer', default='auto',
+                   help='cpu-small VQ tokenizer: auto (reuse work_dirs/vqtokenizer_d4-v512_'
+                   'fashion-mnist-32px/tokenizer.pth, train it if absent), a path, or '
+                   'random (untrained; smoke tests only)')
+    p.add_argument('--flops', action='store_true',
+                   help='also count per-image FLOPs (DALL-E enc/dec, ViT-B/16, CIM/BEiT '
+                   'step ratio); on by default at --scale gpu')
+    p.add_argument('--no-flops', action='store_true', help='skip the FLOP counts at --scale gpu')
+    p.add_argument('--num-workers', type=int, default=None,
+                   help='dataloader workers (default: 0 at cpu-small, 8 at gpu)')
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--force', action='store_true',
+                   help='re-run methods even if their result.json exists')
+    p.add_argument('--in-process', action='store_true',
+                   help='run the methods in this process (faster start, for tests; '
+                   'peak memory is then the process\'s)')
+    return p.parse_args(argv)
+
+
+def options(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
+    d = SCALE_DEFAULTS[args.scale]
+    opts = dict(
+        scale=args.scale, work_dir=args.work_dir, methods=args.methods,
+        budget_s=float(args.budget_s if args.budget_s is not None else d['budget_s']),
+        iters=args.iters, eval=args.eval or d['eval'],
+        eval_subset=args.eval_subset or d['eval_subset'],
+        finetune_epochs=args.finetune_epochs, batch_size=args.batch_size,
+        device=args.device or d['device'], arch=args.arch, dalle_dir=args.dalle_dir,
+        tokenizer=args.tokenizer, flops=(args.flops or args.scale == 'gpu') and not args.no_flops,
+        seed=args.seed, force=args.force, threads=args.threads, in_process=args.in_process,
+        command='python tools/benchmark.py ' + ' '.join(
+            shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)))
+    if args.num_workers is not None:
+        opts['num_workers'] = args.num_workers
+    if args.budget_s is not None and args.budget_s <= 0:
+        raise ValueError(f'--budget-s must be > 0, got {args.budget_s}')
+    if args.batch_size is not None and args.batch_size <= 0:
+        raise ValueError(f'--batch-size must be > 0, got {args.batch_size}')
+    if args.num_workers is not None and args.num_workers < 0:
+        raise ValueError(f'--num-workers must be >= 0, got {args.num_workers}')
+    if args.iters is not None and args.iters <= 0:
+        raise ValueError(f'--iters must be > 0, got {args.iters}')
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from cim_mm.utils.cli import user_errors_as_one_line
+    with user_errors_as_one_line('benchmark.py'):
+        opts = options(args, argv)
+        if opts['device'].startswith('cuda'):
+            import torch
+            if not torch.cuda.is_available():
+                raise ValueError(f'--scale {args.scale} runs on CUDA but no GPU is visible; '
+                                 'pass --device cpu to try its shapes on the CPU (slow)')
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
+            os.environ['OMP_NUM_THREADS'] = str(args.threads)  # for worker processes
+        from cim_mm.benchmark.runner import run_benchmark
+        return run_benchmark(opts)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
