@@ -82,12 +82,19 @@ if have_mmcv_ops; then
 else
   log "installing mmcv $MMCV_VERSION (prebuilt wheel if offered)"
   mkdir -p "$WHEELS"
-  if ! "${PIP[@]}" install -q --no-deps --only-binary mmcv --find-links "$WHEELS" \
-        "mmcv==$MMCV_VERSION" 2>/dev/null; then
+  # with its dependencies (mmengine, numpy, opencv, ...): `import mmcv.ops` needs them
+  if ! "${PIP[@]}" install -q --only-binary mmcv --find-links "$WHEELS" \
+        "mmcv==$MMCV_VERSION" "${TORCH_SPEC[@]}" "$SETUPTOOLS_SPEC"; then
+    log "no prebuilt mmcv $MMCV_VERSION wheel offered for this torch; building one"
     build_mmcv
-    "${PIP[@]}" install -q --no-deps --no-index --find-links "$WHEELS" "mmcv==$MMCV_VERSION"
+    "${PIP[@]}" install -q --only-binary mmcv --find-links "$WHEELS" \
+      "mmcv==$MMCV_VERSION" "${TORCH_SPEC[@]}" "$SETUPTOOLS_SPEC"
   fi
-  have_mmcv_ops || { log "ERROR: mmcv $MMCV_VERSION installed but mmcv.ops does not import"; exit 1; }
+  if ! have_mmcv_ops; then
+    "$PY" -c "import mmcv.ops" || true   # show why
+    log "ERROR: mmcv $MMCV_VERSION installed but mmcv.ops does not import (see above)"
+    exit 1
+  fi
 fi
 
 log "installing mmengine / mmpretrain / mmsegmentation / timm and cim_mm (editable)"
