@@ -91,3 +91,19 @@ def make_batch(batch_size: int = 4, img_size: int = 16, grid: int = 4,
 @pytest.fixture
 def toy_batch() -> dict:
     return make_batch()
+
+
+@pytest.fixture(autouse=True)
+def _mmpretrain_default_scope():
+    """Each test starts in mmpretrain's scope.
+
+    mmengine's Runner (and mmseg tests) leave their own default scope current, and
+    a later ``MODELS.build`` would then resolve e.g. ``ResNet`` in mmseg's registry.
+    """
+    from mmengine.registry import DefaultScope, init_default_scope
+    init_default_scope('mmpretrain')
+    yield
+    # leave no stale scope either
+    current = DefaultScope.get_current_instance()
+    if current is not None and current.scope_name != 'mmpretrain':
+        init_default_scope('mmpretrain')

@@ -275,7 +275,13 @@ def test_r50_enhancer_loads_into_mmseg_encoder_decoder(r50_cim, tmp_path):
 
 
 def _build_seg(ckpt: str):
+    from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS as SEG_MODELS
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return _build_seg_in_scope(SEG_MODELS, ckpt)
+
+
+def _build_seg_in_scope(SEG_MODELS, ckpt: str):
     seg = SEG_MODELS.build(dict(
         type='EncoderDecoder',
         data_preprocessor=dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],

@@ -405,7 +405,9 @@ def test_resnet_conversion_is_exact(typ):
     out, rep = convert_state_dict(sd, tgt)
     assert rep.ok and not rep.synthesized, rep.format()
     # the renames equal the positional alignment of the two state dicts
-    seg_sd = SEG_MODELS.build(dict(type=typ, depth=18)).state_dict()
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        seg_sd = SEG_MODELS.build(dict(type=typ, depth=18)).state_dict()
     assert list(seg_sd) == list(out)
     assert all(torch.equal(out[ks], sd[kp]) for ks, kp in zip(seg_sd, sd))
     m = tgt.module

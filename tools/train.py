@@ -20,6 +20,7 @@ from mmengine.runner import Runner  # noqa: E402
 import cim_mm  # noqa: E402,F401  (registers modules, checkpoint safety)
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.config_check import check_config  # noqa: E402
+from cim_mm.utils.cpu_threads import set_cpu_threads  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,6 +43,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='override config settings, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument(
+        '--cpu-threads', type=int, default=None,
+        help='torch CPU threads. Default, when no GPU is visible and '
+        'OMP_NUM_THREADS is unset: CPU cores minus dataloader workers')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -96,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         if not osp.isfile(args.config):
             raise FileNotFoundError(f'config file {args.config} does not exist')
         cfg = merge_args(Config.fromfile(args.config), args)
+        set_cpu_threads(cfg.get('train_dataloader', {}).get('num_workers', 0),
+                        args.cpu_threads)
         check_config(cfg)  # mask / grid / image-size mismatches: one line, before building
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         runner.train()

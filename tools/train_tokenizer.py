@@ -55,17 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _set_cpu_threads(cfg: Config, threads: int | None) -> None:
-    import torch
-    if threads is None:
-        if torch.cuda.is_available() or 'OMP_NUM_THREADS' in os.environ:
-            return
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            cores = os.cpu_count() or 1
-        workers = cfg.get('train_dataloader', {}).get('num_workers', 0)
-        threads = max(1, cores - workers)
-    torch.set_num_threads(threads)
+    from cim_mm.utils.cpu_threads import set_cpu_threads
+    workers = cfg.get('train_dataloader', {}).get('num_workers', 0)
+    set_cpu_threads(workers, threads)
 
 
 def _write_json(obj: dict, path: str) -> None:

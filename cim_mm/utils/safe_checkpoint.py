@@ -99,6 +99,12 @@ def safe_load(path: str, map_location: Any = 'cpu') -> Any:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save`` to ``path`` through a temporary file + ``os.replace``."""
     folder = osp.dirname(osp.abspath(path))
@@ -110,6 +116,7 @@ def atomic_torch_save(obj: Any, path: str) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         if osp.exists(tmp):
