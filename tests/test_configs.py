@@ -47,3 +47,28 @@ def test_paper_configs_cover_the_recipes():
             for ep in (300, 800):
                 assert f'cim-{obj}_{arch}_8xb256-amp-coslr-{ep}e_in1k.py' in names
         assert any(n.startswith(f'cim-{obj}_resnet50') for n in names)
+
+
+ALL_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs/**/*.py'), recursive=True))
+
+
+def _datasets(node):
+    """Every dict with a ``type`` ending in ``MNIST`` anywhere in a config."""
+    if isinstance(node, dict):
+        if str(node.get('type', '')).endswith('MNIST'):
+            yield node
+        for v in node.values():
+            yield from _datasets(v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            yield from _datasets(v)
+
+
+@pytest.mark.parametrize('path', [p for p in ALL_CONFIGS if 'fashion' in p],
+                         ids=lambda p: osp.basename(p))
+def test_mnist_test_split_uses_test_mode(path):
+    """mmpretrain's (Fashion)MNIST reads the test files only when
+    ``test_mode=True``; ``split='test'`` alone silently evaluates on train."""
+    cfg = Config.fromfile(path).to_dict()
+    for ds in _datasets(cfg):
+        assert (ds.get('split', 'train') == 'test') == bool(ds.get('test_mode', False)), ds

@@ -71,8 +71,9 @@ val_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
+    # mmpretrain's MNIST loader picks its files by `test_mode`, not by `split`
     dataset=dict(type='FashionMNIST', data_root=data_root, split='test',
-                 download=False, pipeline=test_pipeline))
+                 test_mode=True, download=False, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
