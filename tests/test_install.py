@@ -40,7 +40,7 @@ def test_components_are_registered():
 def test_build_model_from_config_through_registry():
     from mmpretrain.registry import MODELS
     cfg = Config.fromfile(
-        osp.join(ROOT, 'configs/cim/cim-respix_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px.py'))
+        osp.join(ROOT, 'configs/cim/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py'))
     cfg.model.tokenizer.checkpoint = None  # random tokenizer: no file needed
     model = MODELS.build(cfg.model)
     assert type(model).__name__ == 'CIM'

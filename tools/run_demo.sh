@@ -11,7 +11,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-CONFIG="${1:-configs/cim/cim-respix_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px.py}"
+CONFIG="${1:-configs/cim/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py}"
 shift || true
 NAME="$(basename "$CONFIG" .py)"
 WORK_DIR="work_dirs/$NAME"

@@ -76,6 +76,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
 
+    if args.cfg_options is not None:  # first, so loader fix-ups below see them
+        cfg.merge_from_dict(args.cfg_options)
     default_loader = ConfigDict(pin_memory=True, persistent_workers=True,
                                 collate_fn=dict(type='default_collate'))
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -90,8 +92,6 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         if args.no_persistent_workers:
             loader['persistent_workers'] = False
         cfg[field] = loader
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
     return cfg
 
 

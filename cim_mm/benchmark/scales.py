@@ -4,7 +4,7 @@ A scale is read from the CIM configs, so the benchmark compares against the
 backbone CIM actually uses:
 
 * ``cpu-small`` -- the CPU demo
-  (``configs/cim/cim-{respix,revdet}_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px.py``):
+  (``configs/cim/cim-{respix,revdet}_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py``):
   real Fashion-MNIST at 32 px, tiny ViT (patch 4, 128 dims, 6 layers, 4 heads),
   our small VQ tokenizer (x4, 512 codes), AdamW recipe of the demo.
 * ``gpu`` -- the paper recipes (``configs/cim/cim-*_vit-{base,small}-p16_*_in1k.py``):
@@ -121,8 +121,8 @@ def cpu_small(tokenizer_ckpt: Optional[str], batch_size: Optional[int] = None) -
     (untrained) tokenizer -- only for smoke tests.
     """
     configs = {
-        'cim-respix': 'configs/cim/cim-respix_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px.py',
-        'cim-revdet': 'configs/cim/cim-revdet_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px.py',
+        'cim-respix': 'configs/cim/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py',
+        'cim-revdet': 'configs/cim/cim-revdet_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py',
     }
     cfgs = {k: _load(v) for k, v in configs.items()}
     demo = cfgs['cim-respix']

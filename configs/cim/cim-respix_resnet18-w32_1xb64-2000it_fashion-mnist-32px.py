@@ -8,7 +8,7 @@
 # 8x8 grid, as in the ResNet-50 recipe. Strides and widths do not change the state-dict
 # keys: the enhancer loads into mmpretrain ImageClassifier / mmseg ResNet (depth 18) with
 # the same backbone arguments.
-_base_ = './cim-respix_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px.py'
+_base_ = './cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py'
 
 neck_channels = 128
 model = dict(

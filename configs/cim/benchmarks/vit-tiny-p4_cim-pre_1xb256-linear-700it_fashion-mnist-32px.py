@@ -6,13 +6,13 @@
 # frozen backbone is run forward only: about a third of a fine-tuning step.
 #
 #   python tools/model_converters/cim_to_downstream.py \
-#       work_dirs/cim-respix_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px/iter_2000.pth \
-#       work_dirs/cim-respix_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px/backbone_linear.pth \
+#       work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/iter_2000.pth \
+#       work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/backbone_linear.pth \
 #       --target-config THIS_CONFIG
 #   python tools/train.py THIS_CONFIG
 _base_ = './vit-tiny-p4_cim-pre_1xb64-ft-1000it_fashion-mnist-32px.py'
 
-pretrained = ('work_dirs/cim-respix_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px/'
+pretrained = ('work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/'
               'backbone_linear.pth')
 model = dict(
     backbone=dict(

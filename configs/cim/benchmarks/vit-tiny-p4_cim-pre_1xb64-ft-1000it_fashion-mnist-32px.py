@@ -1,16 +1,16 @@
 # Fashion-MNIST fine-tuning of the CIM demo enhancer (CPU, a few minutes).
 #
-# The enhancer of configs/cim/cim-respix_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px.py
+# The enhancer of configs/cim/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py
 # (ViT: 32 px, patch 4, 6 layers, 128 dims, 4 heads), fine-tuned BEiT-style on
 # the real Fashion-MNIST (60k train / 10k test): average pooling + new pooling
 # norm, layer-wise lr decay, AdamW, drop path, label smoothing, cosine; scaled
 # down to 1000 iterations at batch 64 (~1 epoch; no mixup/cutmix/RandAugment at
 # this length). Roughly 0.15-0.45 s an iteration on 2 CPU cores.
 #
-#   python tools/train.py configs/cim/cim-respix_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px.py
+#   python tools/train.py configs/cim/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py
 #   python tools/model_converters/cim_to_downstream.py \
-#       work_dirs/cim-respix_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px/iter_2000.pth \
-#       work_dirs/cim-respix_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px/backbone_ft.pth \
+#       work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/iter_2000.pth \
+#       work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/backbone_ft.pth \
 #       --target-config THIS_CONFIG
 #   python tools/train.py THIS_CONFIG
 # (from scratch, for comparison: --cfg-options model.backbone.init_cfg=None)
@@ -18,7 +18,7 @@ _base_ = 'mmpretrain::_base_/default_runtime.py'
 custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
-pretrained = ('work_dirs/cim-respix_vit-tiny-p4_1xb64-2000it_fashion-mnist-32px/'
+pretrained = ('work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/'
               'backbone_ft.pth')
 embed_dims = 128
 data_root = 'data/fashion_mnist'  # extracted idx files (tools/prepare_fashion_mnist.sh)

@@ -47,7 +47,10 @@ model = dict(
     loss_weights=dict(gen=1.0, enh=1.0),
 )
 
-max_iters = 2000
+max_iters = 500  # ~6 min at ~0.7 s/iter on 2 CPU cores (batch 64)
+# On a 2-core CPU, loading in the main process and giving torch both cores is ~30 %
+# faster than one worker + one torch thread (0.69 vs 0.95 s/iter measured).
+train_dataloader = dict(num_workers=0, persistent_workers=False)
 # BEiT v1 recipe scaled down: AdamW, wd 0.05, grad clip 3.0; lr for batch 64
 optim_wrapper = dict(
     type='OptimWrapper',
@@ -58,23 +61,23 @@ optim_wrapper = dict(
         '.cls_token': dict(decay_mult=0.0), '.pos_embed': dict(decay_mult=0.0),
         '.gamma': dict(decay_mult=0.0), 'mask_token': dict(decay_mult=0.0)}))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=100, end=max_iters),
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=50),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=50, end=max_iters),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2,
+    logger=dict(type='LoggerHook', interval=25),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=250, max_keep_ckpts=2,
                     save_last=True),
 )
 # Trusting a run (docs/reliability.md, docs/visualization.md): stop at the first NaN/inf
 # loss naming it; keep the RNG states in checkpoints so --resume continues the same random
-# streams; draw original/mask/corrupted/replaced/recovered for 8 fixed images every 250
+# streams; draw original/mask/corrupted/replaced/recovered for 8 fixed images every 100
 # iterations and after the last (work_dir/vis/cim_iter_*.png and the visualizer).
 custom_hooks = [
     dict(type='NonFiniteLossHook'),
     dict(type='RNGStateHook'),
-    dict(type='CIMVisualizationHook', interval=250, num_images=8),
+    dict(type='CIMVisualizationHook', interval=100, num_images=8),
 ]
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0, diff_rank_seed=True)
