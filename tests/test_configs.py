@@ -72,3 +72,14 @@ def test_mnist_test_split_uses_test_mode(path):
     cfg = Config.fromfile(path).to_dict()
     for ds in _datasets(cfg):
         assert (ds.get('split', 'train') == 'test') == bool(ds.get('test_mode', False)), ds
+
+
+def test_metafile_lists_every_pretraining_config():
+    import yaml
+    with open(osp.join(ROOT, 'configs/cim/metafile.yml')) as f:
+        meta = yaml.safe_load(f)
+    listed = {m['Config'] for m in meta['Models']}
+    on_disk = {osp.relpath(p, ROOT) for p in CONFIGS}
+    assert listed == on_disk
+    for m in meta['Models']:
+        assert m['Name'] == osp.splitext(osp.basename(m['Config']))[0]

@@ -1,0 +1,113 @@
+"""tools/test.py: evaluates a matching checkpoint, refuses a mismatched one in one line."""
+from __future__ import annotations
+
+import importlib.util
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from PIL import Image
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location('cim_test_tool', osp.join(ROOT, 'tools/test.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cfg(data_root: str, work_dir: str) -> Config:
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(16, 16)),
+                dict(type='PackInputs')]
+    return Config(dict(
+        default_scope='mmpretrain',
+        custom_imports=dict(imports=['cim_mm'], allow_failed_imports=False),
+        work_dir=work_dir,
+        model=dict(
+            type='ImageClassifier',
+            data_preprocessor=dict(type='ClsDataPreprocessor', mean=[127.5] * 3,
+                                   std=[127.5] * 3, num_classes=2),
+            backbone=dict(type='VisionTransformer',
+                          arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                                    feedforward_channels=64),
+                          img_size=16, patch_size=4, out_type='avg_featmap'),
+            head=dict(type='LinearClsHead', num_classes=2, in_channels=32,
+                      loss=dict(type='CrossEntropyLoss'))),
+        test_dataloader=dict(
+            batch_size=4, num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            dataset=dict(type='CustomDataset', data_root=data_root, pipeline=pipeline)),
+        test_evaluator=dict(type='Accuracy', topk=(1,)),
+        test_cfg=dict(),
+        env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo')),
+        log_level='WARNING',
+    ))
+
+
+@pytest.fixture
+def setup(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls, value in (('dark', 30), ('bright', 220)):
+        (tmp_path / 'data' / cls).mkdir(parents=True)
+        for i in range(4):
+            img = np.clip(value + rng.integers(-20, 20, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(tmp_path / 'data' / cls / f'{i}.png')
+    cfg = _cfg(str(tmp_path / 'data'), str(tmp_path / 'work'))
+    cfg_path = str(tmp_path / 'cfg.py')
+    cfg.dump(cfg_path)
+    from mmpretrain.registry import MODELS
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    ckpt = str(tmp_path / 'model.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    return tmp_path, cfg_path, ckpt, model
+
+
+def test_evaluates_a_matching_checkpoint(setup):
+    tmp_path, cfg_path, ckpt, model = setup
+    out = str(tmp_path / 'preds.pkl')
+    _tool().main([cfg_path, ckpt, '--out', out])
+    assert osp.getsize(out) > 0
+    # the metric written equals a direct evaluation of the saved weights
+    import json
+    import glob
+    scalars = glob.glob(str(tmp_path / 'work' / '*' / '*.json'))
+    logged = [json.loads(line) for f in scalars for line in open(f)]
+    acc = [r['accuracy/top1'] for r in logged if 'accuracy/top1' in r]
+    model.eval()
+    correct = 0
+    for label, cls in enumerate(sorted(['bright', 'dark'])):
+        for i in range(4):
+            img = np.asarray(Image.open(tmp_path / 'data' / cls / f'{i}.png').convert('RGB'))
+            x = torch.from_numpy(img[..., ::-1].copy()).permute(2, 0, 1)[None].float()
+            x = (x - 127.5) / 127.5
+            with torch.no_grad():
+                pred = model.head(model.extract_feat(x)).argmax(1).item()
+            correct += int(pred == label)
+    assert acc and acc[-1] == pytest.approx(100.0 * correct / 8)
+
+
+def test_mismatched_checkpoint_is_one_line(setup, capsys):
+    tmp_path, cfg_path, ckpt, model = setup
+    sd = {('backbone.renamed.' + k[len('backbone.'):] if k.startswith('backbone.layers') else k): v
+          for k, v in model.state_dict().items()}
+    bad = str(tmp_path / 'bad.pth')
+    torch.save({'state_dict': sd}, bad)
+    with pytest.raises(SystemExit) as e:
+        _tool().main([cfg_path, bad])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'does not match' in err[0] and 'missing' in err[0] \
+        and 'unexpected' in err[0], err
+
+
+def test_missing_checkpoint_is_one_line(setup, capsys):
+    tmp_path, cfg_path, _, _ = setup
+    with pytest.raises(SystemExit):
+        _tool().main([cfg_path, str(tmp_path / 'nope.pth')])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'checkpoint file' in err[0] and 'does not exist' in err[0]
