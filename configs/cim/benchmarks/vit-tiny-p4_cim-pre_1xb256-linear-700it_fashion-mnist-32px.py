@@ -6,7 +6,7 @@
 # frozen backbone is run forward only: about a third of a fine-tuning step.
 #
 #   python tools/model_converters/cim_to_downstream.py \
-#       work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/iter_2000.pth \
+#       work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/iter_500.pth \
 #       work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/backbone_linear.pth \
 #       --target-config THIS_CONFIG
 #   python tools/train.py THIS_CONFIG
