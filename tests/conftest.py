@@ -88,6 +88,33 @@ def make_batch(batch_size: int = 4, img_size: int = 16, grid: int = 4,
     return dict(inputs=imgs, data_samples=samples)
 
 
+def write_fashion_mnist(folder: str, n_train: int = 300, n_test: int = 150,
+                        seed: int = 0) -> str:
+    """Tiny fake Fashion-MNIST in its idx layout (the extracted files
+    ``tools/prepare_fashion_mnist.sh`` leaves): 28x28 uint8 images whose mean
+    brightness depends on the label, 10 classes. Returns ``folder``."""
+    import struct
+
+    import numpy as np
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, n in (('train', n_train), ('t10k', n_test)):
+        labels = rng.integers(0, 10, n, dtype=np.uint8)  # [N]
+        noise = rng.integers(0, 80, (n, 28, 28))  # [N, 28, 28]
+        imgs = (noise + 17 * labels[:, None, None]).astype(np.uint8)
+        with open(os.path.join(folder, f'{prefix}-images-idx3-ubyte'), 'wb') as f:
+            f.write(struct.pack('>IIII', 2051, n, 28, 28) + imgs.tobytes())
+        with open(os.path.join(folder, f'{prefix}-labels-idx1-ubyte'), 'wb') as f:
+            f.write(struct.pack('>II', 2049, n) + labels.tobytes())
+    return folder
+
+
+@pytest.fixture(scope='session')
+def fake_fashion_mnist(tmp_path_factory) -> str:
+    """A session-wide tiny fake Fashion-MNIST folder (see ``write_fashion_mnist``)."""
+    return write_fashion_mnist(str(tmp_path_factory.mktemp('fashion_mnist')))
+
+
 @pytest.fixture
 def toy_batch() -> dict:
     return make_batch()

@@ -21,10 +21,6 @@ from cim_mm.benchmark.evaluate import knn_predict, knn_top1, linear_probe, top1
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
-DATA = osp.join(ROOT, 'data', 'fashion_mnist')
-needs_data = pytest.mark.skipif(
-    not osp.isfile(osp.join(DATA, 'train-images-idx3-ubyte')),
-    reason='Fashion-MNIST not extracted (tools/prepare_fashion_mnist.sh)')
 E2E = os.environ.get('CIM_BENCH_E2E') == '1'
 
 
@@ -108,8 +104,7 @@ def test_adapters():
     assert fmap.shape == (2, 32, 4, 4)
 
 
-@needs_data
-def test_every_method_builds_and_trains_one_step():
+def test_every_method_builds_and_trains_one_step(fake_fashion_mnist):
     """Each spec's model + pipeline + optimizer does one real training step."""
     from mmpretrain.registry import MODELS
     from mmpretrain.utils import register_all_modules
@@ -121,7 +116,7 @@ def test_every_method_builds_and_trains_one_step():
     from cim_mm.benchmark.scales import build_scale
     from cim_mm.benchmark.specs import METHODS, build_spec
     register_all_modules(init_default_scope=True)
-    scale = build_scale('cpu-small', tokenizer_ckpt=None)
+    scale = build_scale('cpu-small', tokenizer_ckpt=None, data_root=fake_fashion_mnist)
     scale.densecl_queue = 64
     torch.manual_seed(0)
     for name in METHODS:
@@ -255,13 +250,12 @@ def test_unknown_method_is_one_line_error(tmp_path, capsys):
 
 
 # --------------------------------------------------------------- smoke runs
-@needs_data
-def test_smoke_run_cpu_small(tmp_path):
+def test_smoke_run_cpu_small(tmp_path, fake_fashion_mnist):
     """The issue's smoke command, in-process and with a random tokenizer."""
     from benchmark import main
     rc = main(['--scale', 'cpu-small', '--methods', 'cim-respix,mae', '--budget-s', '3',
                '--eval-subset', 'small', '--work-dir', str(tmp_path), '--in-process',
-               '--tokenizer', 'random'])
+               '--tokenizer', 'random', '--data-root', fake_fashion_mnist])
     assert rc == 0
     for f in ('results.md', 'results.csv', 'results.json', 'quality.png', 'cost.png',
               'cim_breakdown.png', 'cim-respix/result.json', 'mae/result.json'):
@@ -278,13 +272,24 @@ def test_smoke_run_cpu_small(tmp_path):
 
 
 @pytest.mark.skipif(not E2E, reason='slow end-to-end run: set CIM_BENCH_E2E=1')
-@needs_data
-def test_end_to_end_all_methods_subprocess(tmp_path):
+def test_end_to_end_all_methods_subprocess(tmp_path, fake_fashion_mnist):
     from benchmark import main
     rc = main(['--scale', 'cpu-small', '--budget-s', '5', '--eval-subset', 'small',
-               '--work-dir', str(tmp_path), '--tokenizer', 'random', '--flops'])
+               '--work-dir', str(tmp_path), '--tokenizer', 'random', '--flops',
+               '--data-root', fake_fashion_mnist])
     assert rc == 0
     data = json.load(open(tmp_path / 'results.json'))
     assert all(m['status'] == 'ok' for m in data['methods'])
     assert 40 < data['flops']['dalle_encoder_112'] < 65
     assert 1.0 < data['flops']['cim_over_beit'] < 3.0
+
+
+def test_missing_data_root_is_one_line_error(tmp_path, capsys):
+    from benchmark import main
+    with pytest.raises(SystemExit) as e:
+        main(['--methods', 'mae', '--work-dir', str(tmp_path / 'w'),
+              '--data-root', str(tmp_path / 'nowhere')])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'no Fashion-MNIST in' in err[0] and '--data-root' in err[0]
+    assert not (tmp_path / 'w').exists()  # nothing ran

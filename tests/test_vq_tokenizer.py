@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 import os.path as osp
-import struct
 import sys
 
 import numpy as np
@@ -15,6 +14,7 @@ import cim_mm  # noqa: F401
 from cim_mm.models.tokenizers import BaseTokenizer, map_pixels
 from cim_mm.models.tokenizers.vq_tokenizer import VQTokenizer, evaluate_psnr
 from cim_mm.utils import atomic_torch_save
+from conftest import write_fashion_mnist
 from mmpretrain.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -166,22 +166,9 @@ def test_evaluate_psnr_matches_direct_computation():
     assert res2['psnr'] == pytest.approx(10 * math.log10(1 / mse2), rel=1e-6)
 
 
-def _write_idx(folder, prefix: str, n: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    imgs = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    with open(osp.join(folder, f'{prefix}-images-idx3-ubyte'), 'wb') as f:
-        f.write(struct.pack('>IIII', 2051, n, 28, 28) + imgs.tobytes())
-    with open(osp.join(folder, f'{prefix}-labels-idx1-ubyte'), 'wb') as f:
-        f.write(struct.pack('>II', 2049, n) +
-                rng.integers(0, 10, n, dtype=np.uint8).tobytes())
-
-
 def test_train_tokenizer_tool_end_to_end(tmp_path):
     """Config + tools/train_tokenizer.py on a tiny fake Fashion-MNIST."""
-    data = tmp_path / 'fmnist'
-    data.mkdir()
-    _write_idx(str(data), 'train', 16, 0)
-    _write_idx(str(data), 't10k', 12, 1)
+    data = write_fashion_mnist(str(tmp_path / 'fmnist'), n_train=16, n_test=12)
     sys.path.insert(0, osp.join(ROOT, 'tools'))
     try:
         import train_tokenizer

@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--num-workers', type=int, default=None,
                    help='dataloader workers (default: 0 at cpu-small, 8 at gpu)')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--data-root', default=None,
+                   help='the extracted Fashion-MNIST idx files (default: the CIM demo '
+                   "config's data/fashion_mnist)")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--force', action='store_true',
                    help='re-run methods even if their result.json exists')
@@ -97,6 +100,7 @@ def options(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
         finetune_epochs=args.finetune_epochs, batch_size=args.batch_size,
         device=args.device or d['device'], arch=args.arch, dalle_dir=args.dalle_dir,
         tokenizer=args.tokenizer, flops=(args.flops or args.scale == 'gpu') and not args.no_flops,
+        data_root=osp.abspath(args.data_root) if args.data_root else None,
         seed=args.seed, force=args.force, threads=args.threads, in_process=args.in_process,
         command='python tools/benchmark.py ' + ' '.join(
             shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)))
@@ -113,11 +117,25 @@ def options(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     return opts
 
 
+def _check_data_root(data_root: str | None) -> None:
+    """One line, before any method runs, when the Fashion-MNIST files are absent."""
+    root = data_root or osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                                 'data', 'fashion_mnist')
+    name = osp.join(root, 'train-images-idx3-ubyte')
+    if not (osp.isfile(name) or osp.isfile(name + '.gz')):
+        raise FileNotFoundError(
+            f'no Fashion-MNIST in {root} (train-images-idx3-ubyte missing): run '
+            'bash tools/prepare_fashion_mnist.sh, or pass --data-root DIR with the idx files')
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from cim_mm.utils.cli import user_errors_as_one_line
     with user_errors_as_one_line('benchmark.py'):
         opts = options(args, argv)
+        from cim_mm.benchmark.specs import parse_methods
+        parse_methods(opts['methods'])  # an unknown name fails first, in one line
+        _check_data_root(opts['data_root'])
         if opts['device'].startswith('cuda'):
             import torch
             if not torch.cuda.is_available():

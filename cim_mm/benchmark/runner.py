@@ -45,7 +45,7 @@ def _fmt_s(s: float) -> str:
 def fingerprint(opts: dict) -> dict:
     """What a finished result depends on: a result with other settings is stale."""
     keys = ('scale', 'arch', 'budget_s', 'iters', 'eval', 'eval_subset', 'batch_size',
-            'seed', 'device', 'tokenizer_id', 'finetune_epochs')
+            'seed', 'device', 'tokenizer_id', 'finetune_epochs', 'data_root')
     return {k: opts.get(k) for k in keys}
 
 

@@ -222,9 +222,16 @@ def gpu(arch: str = 'vit-b', dalle_dir: Optional[str] = None,
 
 def build_scale(name: str, tokenizer_ckpt: Optional[str] = None,
                 arch: str = 'vit-b', dalle_dir: Optional[str] = None,
-                batch_size: Optional[int] = None) -> Scale:
+                batch_size: Optional[int] = None,
+                data_root: Optional[str] = None) -> Scale:
+    """The scale ``name``; ``data_root`` replaces its Fashion-MNIST folder
+    (the extracted idx files, see ``tools/prepare_fashion_mnist.sh``)."""
     if name == 'cpu-small':
-        return cpu_small(tokenizer_ckpt, batch_size)
-    if name == 'gpu':
-        return gpu(arch, dalle_dir, batch_size)
-    raise ValueError(f'unknown scale {name!r}; choose from {", ".join(SCALES)}')
+        scale = cpu_small(tokenizer_ckpt, batch_size)
+    elif name == 'gpu':
+        scale = gpu(arch, dalle_dir, batch_size)
+    else:
+        raise ValueError(f'unknown scale {name!r}; choose from {", ".join(SCALES)}')
+    if data_root is not None:
+        scale.data_root = osp.abspath(data_root)
+    return scale

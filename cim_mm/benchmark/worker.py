@@ -75,7 +75,8 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
     scale = build_scale(settings['scale'], tokenizer_ckpt=settings.get('tokenizer_ckpt'),
                         arch=settings.get('arch', 'vit-b'),
                         dalle_dir=settings.get('dalle_dir'),
-                        batch_size=settings.get('batch_size'))
+                        batch_size=settings.get('batch_size'),
+                        data_root=settings.get('data_root'))
     spec = build_spec(name, scale)
     result = dict(method=name, label=spec.label, scale=scale.name, status='running',
                   settings=settings['fingerprint'], notes=list(scale.notes) + list(spec.notes),
