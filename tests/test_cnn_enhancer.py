@@ -25,8 +25,8 @@ R50_CFGS = [
     'cim-revdet_resnet50_8xb256-amp-coslr-300e_in1k.py',
 ]
 DEMO_CFGS = [
-    'cim-respix_resnet18-w32_1xb64-2000it_fashion-mnist-32px.py',
-    'cim-revdet_resnet18-w32_1xb64-2000it_fashion-mnist-32px.py',
+    'cim-respix_resnet18-w32_1xb64-500it_fashion-mnist-32px.py',
+    'cim-revdet_resnet18-w32_1xb64-500it_fashion-mnist-32px.py',
 ]
 
 

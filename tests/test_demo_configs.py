@@ -28,8 +28,8 @@ CIM_DIR = osp.join(ROOT, 'configs', 'cim')
 DEMOS = [
     'cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py',
     'cim-revdet_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py',
-    'cim-respix_resnet18-w32_1xb64-2000it_fashion-mnist-32px.py',
-    'cim-revdet_resnet18-w32_1xb64-2000it_fashion-mnist-32px.py',
+    'cim-respix_resnet18-w32_1xb64-500it_fashion-mnist-32px.py',
+    'cim-revdet_resnet18-w32_1xb64-500it_fashion-mnist-32px.py',
 ]
 
 

@@ -469,7 +469,7 @@ def test_check_config_image_size_and_demo_configs():
     with pytest.raises(ValueError, match='makes 20x20 images but model.backbone.img_size'):
         check_config(cfg)
     for name in ('cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py',
-                 'cim-revdet_resnet18-w32_1xb64-2000it_fashion-mnist-32px.py'):
+                 'cim-revdet_resnet18-w32_1xb64-500it_fashion-mnist-32px.py'):
         demo = Config.fromfile(osp.join(ROOT, 'configs', 'cim', name))
         check_config(demo)
         hooks = [h['type'] for h in demo.custom_hooks]

@@ -114,6 +114,18 @@ def _to_dict(cfg_node) -> Any:
     return cfg_node.to_dict() if hasattr(cfg_node, 'to_dict') else copy.deepcopy(cfg_node)
 
 
+def _warmup_frac(cfg) -> float:
+    """End of the config's LinearLR warm-up as a fraction of ``max_iters``."""
+    warm = next(p for p in cfg.param_scheduler if p['type'] == 'LinearLR')
+    return float(warm['end']) / float(cfg.train_cfg.max_iters)
+
+
+def _min_lr_ratio(cfg) -> float:
+    """The cosine schedule's ``eta_min`` over the base lr."""
+    cos = next(p for p in cfg.param_scheduler if p['type'] == 'CosineAnnealingLR')
+    return float(cos['eta_min']) / float(cfg.optim_wrapper.optimizer.lr)
+
+
 def cpu_small(tokenizer_ckpt: Optional[str], batch_size: Optional[int] = None) -> Scale:
     """The CPU demo's backbone / data / recipe (see module doc).
 
@@ -149,7 +161,8 @@ def cpu_small(tokenizer_ckpt: Optional[str], batch_size: Optional[int] = None) -
         vocab_size=int(tok['vocab_size']), beit_mask=mask, base_pipeline=base,
         data_root=osp.join(REPO_ROOT, demo.train_dataloader.dataset.data_root),
         optim_wrapper=_to_dict(demo.optim_wrapper),
-        warmup_frac=100 / 2000, min_lr_ratio=1e-5 / 1e-3,  # the demo's schedule
+        # the demo's schedule: linear warm-up then cosine to eta_min, as fractions
+        warmup_frac=_warmup_frac(demo), min_lr_ratio=_min_lr_ratio(demo),
         device='cpu', amp=False, channels_last=False, num_workers=0,
         default_budget_s=120., default_eval='all', default_eval_subset='medium',
         # MAE decoder ~ the CIM generator's size (64 dims, 2 layers)
