@@ -509,6 +509,62 @@ def test_benchmark_configs():
             if 'vit-small' in name:  # mmpretrain's 'small' is NOT ViT-S/16
                 from mmpretrain.models.backbones import VisionTransformer
                 assert VisionTransformer.arch_zoo[bb.arch]['embed_dims'] == 384
-            if 'linear' not in name and bb.type == 'VisionTransformer':
+            if 'linear' not in name and bb.type in ('VisionTransformer', 'BEiTViT'):
                 assert cfg.optim_wrapper.constructor == \
                     'LearningRateDecayOptimWrapperConstructor', name
+
+
+PAPER_VIT = {
+    # pre-training config -> the downstream configs its enhancer must go into
+    'cim-respix_vit-base-p16_8xb256-amp-coslr-300e_in1k.py': [
+        'vit-base-p16_cim-pre_8xb128-coslr-100e_in1k.py',
+        'vit-base-p16_cim-pre_8xb2048-linear-coslr-90e_in1k.py',
+        'upernet_vit-base-p16_cim-pre_8xb2-160k_ade20k-512x512.py',
+        'upernet_beit-base-p16_cim-pre_8xb2-160k_ade20k-512x512.py',
+    ],
+    'cim-revdet_vit-small-p16_8xb256-amp-coslr-300e_in1k.py': [
+        'vit-small-p16_cim-pre_8xb128-coslr-100e_in1k.py',
+    ],
+}
+
+
+@pytest.mark.parametrize('pre', list(PAPER_VIT), ids=lambda p: p.split('_8xb')[0])
+def test_paper_vit_enhancer_converts_into_its_benchmark_configs(pre, tmp_path):
+    """The enhancer the paper recipes actually build (BEiT layout: shared
+    relative position table, no absolute position embedding, layer scale) goes
+    into every ViT downstream config we ship with nothing missing or unexpected,
+    and loads back through each config's own loading path (verify)."""
+    import mmseg.models  # noqa: F401
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'cim', pre))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        enhancer = PRE_MODELS.build(cfg.model.backbone.to_dict())
+        for p in enhancer.parameters():  # no zero / unit tensor may pass by luck
+            p.normal_(std=0.02)
+    sd = {'backbone.' + k: v for k, v in enhancer.state_dict().items()}
+    sd['generator.head.weight'] = torch.zeros(2, 2)  # dropped on purpose
+    src = str(tmp_path / 'epoch_300.pth')
+    atomic_torch_save({'state_dict': sd, 'meta': dict(cfg=cfg.pretty_text, epoch=300)},
+                      src)
+    shared = sd['backbone.rel_pos_bias.relative_position_bias_table']
+    for target in PAPER_VIT[pre]:
+        dst = str(tmp_path / target.replace('.py', '.pth'))
+        rep = convert_checkpoint(src, dst, target=None,
+                                 target_config=osp.join(BENCH, target), log=None)
+        assert rep.ok and not rep.verify_failures, (target, rep.format())
+        assert not rep.missing and not rep.unexpected and not rep.shape_mismatch
+        out = safe_load(dst)['state_dict']
+        prefix = 'backbone.' if 'upernet' not in target else ''
+        assert not any('generator' in k for k in out)
+        # every block starts from the enhancer's shared table (resized at 512 px)
+        tables = [v for k, v in out.items() if k.endswith('relative_position_bias_table')]
+        assert len(tables) == len(enhancer.layers)
+        if 'upernet' not in target:
+            for t in tables:
+                torch.testing.assert_close(t, shared)
+        # every other tensor the target shares with the enhancer is copied as is
+        common = [k for k in out if 'backbone.' + k[len(prefix):] in sd
+                  and not k.endswith('relative_position_index')]
+        assert len(common) >= 12 * len(enhancer.layers), target
+        for k in common:
+            torch.testing.assert_close(out[k], sd['backbone.' + k[len(prefix):]], msg=k)

@@ -1,8 +1,9 @@
 # ADE20K UperNet on a CIM-pre-trained ViT-B/16 with a BEiT layout (mmseg).
 #
-# For an enhancer built as mmpretrain `BEiTViT` (relative position bias per
-# layer, q/v biases, layer scale, no absolute position embedding): mmseg's own
-# `BEiT` backbone holds it exactly; its relative position tables are resized
+# For an enhancer built as mmpretrain `BEiTViT` (the paper recipes' enhancer:
+# shared or per-layer relative position bias, q/v biases, layer scale, no
+# absolute position embedding): mmseg's own `BEiT` backbone holds it exactly (a
+# shared table is copied into every layer); its relative position tables are resized
 # 14x14 -> 32x32 by the converter with BEiT's geometric interpolation (SciPy's
 # removed interp2d replaced by cim_mm's torch implementation):
 #   python tools/model_converters/cim_to_downstream.py CIM_CKPT.pth \

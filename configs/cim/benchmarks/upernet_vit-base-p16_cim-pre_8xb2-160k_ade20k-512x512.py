@@ -15,13 +15,17 @@
 #     would need another constructor; `MAE` keeps mmseg's reference recipe as is;
 #   * `MAE` loads its `Pretrained` file itself, non-strictly and ignoring
 #     `prefix`: the converter writes backbone-relative keys and checks them
-#     against this config (plain ViT -> MAE is exact: layer scale 1, relative
-#     position bias 0, both synthesised; position embedding resized 14x14 ->
-#     32x32 with mmseg's own bicubic rule):
+#     against this config. The paper recipes' enhancer (BEiT layout: shared
+#     relative position table, no absolute position embedding) -> MAE: the
+#     shared table goes to every layer (resized 14x14 -> 32x32 with BEiT's
+#     geometric rule), absolute position embedding = 0 (exact); a plain ViT
+#     enhancer -> MAE: layer scale 1, relative position bias 0 (exact), position
+#     embedding resized 14x14 -> 32x32 with mmseg's own bicubic rule:
 #   python tools/model_converters/cim_to_downstream.py CIM_CKPT.pth \
 #       work_dirs/cim_vit-base-p16_mmseg.pth --target-config THIS_CONFIG
-# A BEiT-layout enhancer (relative position bias, no absolute position
-# embedding) uses ./upernet_beit-base-p16_cim-pre_8xb2-160k_ade20k-512x512.py.
+# The same enhancer also goes into mmseg's `BEiT` (relative tables kept per
+# layer, no absolute position embedding at all):
+# ./upernet_beit-base-p16_cim-pre_8xb2-160k_ade20k-512x512.py.
 #
 # Runs with mmseg's tools/train.py and with ours (tools/train.py); custom_imports
 # brings cim_mm's checkpoint safety (torch >= 2.6) and the SciPy interp2d fix.

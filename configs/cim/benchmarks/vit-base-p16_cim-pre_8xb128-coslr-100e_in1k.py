@@ -8,16 +8,18 @@
 # a new pooling norm (BEiT `use_mean_pooling`). Base config:
 # mmpretrain's configs/beit/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py.
 #
-# The backbone is mmpretrain's `VisionTransformer`, the layout of the CIM ViT
-# enhancer (absolute position embedding, qkv bias, final norm). Its pre-trained
-# weights come from the converter, checked against this very config:
+# The backbone is mmpretrain's `BEiTViT`, the layout of the CIM ViT enhancer of
+# configs/_base_/models/cim_vit-base-p16.py (no absolute position embedding,
+# q/v biases, layer scale), with BEiT's fine-tuning change: one relative position
+# table per layer, each started from the enhancer's shared table (the converter
+# copies it; mmpretrain would do the same). Its weights come from the converter,
+# checked against this very config:
 #   python tools/model_converters/cim_to_downstream.py CIM_CKPT.pth \
 #       work_dirs/cim_vit-base-p16_mmpretrain.pth --target-config THIS_CONFIG
-# (a raw CIM checkpoint also loads with prefix='backbone.', unchecked).
 # The enhancer's final norm is not used (avg pooling + new `ln2`), as in BEiT/MAE.
-# For a BEiT-layout enhancer (`BEiTViT`, relative position bias), replace the
-# backbone by the base config's `BEiTViT` (use_abs_pos_emb/use_rel_pos_bias as
-# in pre-training) and convert with this config again.
+# For a plain-ViT enhancer (`VisionTransformer`, e.g. the Fashion-MNIST demo's),
+# set the backbone to `VisionTransformer` (see
+# ./vit-tiny-p4_cim-pre_1xb64-ft-1000it_fashion-mnist-32px.py) and convert again.
 _base_ = 'mmpretrain::beit/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py'
 custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
 
@@ -32,19 +34,22 @@ data_preprocessor = dict(
 
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='VisionTransformer',
+        type='BEiTViT',  # mmpretrain's BEiT fine-tuning backbone (base config)
         arch='base',
         img_size=224,
         patch_size=16,
         drop_path_rate=0.1,
         out_type='avg_featmap',  # mean of the patch tokens -> ln2 (new)
         final_norm=False,
+        use_abs_pos_emb=False,
+        use_rel_pos_bias=True,  # per layer, from the enhancer's shared table
+        use_shared_rel_pos_bias=False,
+        layer_scale_init_value=0.1,  # overwritten by the pre-trained layer scale
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     head=dict(in_channels=768))
 
 # layer-wise lr decay: mmpretrain's constructor asks the backbone for each
-# parameter's depth (VisionTransformer.get_layer_depth)
+# parameter's depth (BEiTViT.get_layer_depth)
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=4e-3, weight_decay=0.05, betas=(0.9, 0.999)),
     constructor='LearningRateDecayOptimWrapperConstructor',

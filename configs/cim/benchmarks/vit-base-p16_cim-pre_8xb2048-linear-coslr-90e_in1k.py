@@ -21,6 +21,18 @@ data_preprocessor = dict(
     to_rgb=True)
 model = dict(
     backbone=dict(
+        # the CIM ViT enhancer's layout (configs/_base_/models/cim_vit-base-p16.py),
+        # with its shared relative position table copied into every (frozen)
+        # layer by the converter, so nothing but the classifier trains
+        _delete_=True,
+        type='BEiTViT',
+        arch='base',
+        img_size=224,
+        patch_size=16,
+        use_abs_pos_emb=False,
+        use_rel_pos_bias=True,
+        use_shared_rel_pos_bias=False,
+        layer_scale_init_value=0.1,
         frozen_stages=12,  # everything up to and including ln1 is frozen
         out_type='avg_featmap',  # mean patch token -> ln2 (new; frozen at identity)
         final_norm=True,
