@@ -17,7 +17,7 @@ setup(
     description='Corrupted Image Modeling (CIM) for mmpretrain / mmsegmentation',
     long_description=(HERE / 'README.md').read_text(),
     long_description_content_type='text/markdown',
-    python_requires='>=3.9',
+    python_requires='>=3.10',
     packages=find_packages(include=['cim_mm', 'cim_mm.*']),
     install_requires=[
         'torch>=2.1',

@@ -83,3 +83,13 @@ def test_metafile_lists_every_pretraining_config():
     assert listed == on_disk
     for m in meta['Models']:
         assert m['Name'] == osp.splitext(osp.basename(m['Config']))[0]
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=[osp.basename(p) for p in CONFIGS])
+def test_pretraining_configs_carry_the_reliability_hooks(path):
+    """NaN stop, RNG states for an exact --resume and the corruption pictures are
+    in every pre-training recipe, not only the demo (docs/reliability.md)."""
+    cfg = Config.fromfile(path)
+    hooks = [h['type'] for h in cfg.get('custom_hooks', [])]
+    assert {'NonFiniteLossHook', 'RNGStateHook', 'CIMVisualizationHook'} <= set(hooks)
+    assert cfg.default_hooks.checkpoint.get('save_last', True)

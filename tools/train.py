@@ -74,6 +74,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.resume = True
         cfg.load_from = args.resume
     if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
+            raise ValueError(
+                f'--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=N) in '
+                f'{args.config}: add it (N = the total batch its lr is set for) or '
+                'drop the flag')
         cfg.auto_scale_lr.enable = True
 
     if args.cfg_options is not None:  # first, so loader fix-ups below see them

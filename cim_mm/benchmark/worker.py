@@ -49,6 +49,7 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
     from mmpretrain.utils import register_all_modules
 
     import cim_mm  # noqa: F401  (registers CIM modules, checkpoint safety)
+    from cim_mm.utils import atomic_torch_save
     from . import adapters  # noqa: F401  (registers the adapters)
     from .data import EvalImages, build_pretrain_loader, load_split, subset_indices
     from .evaluate import (build_eval_backbone, extract_features, finetune,
@@ -113,7 +114,7 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
             f'{pre["peak_mem_mb"]:.0f} MB, loss {pre["loss_first"].get("loss", 0):.4f} '
             f'-> {pre["loss_last"].get("loss", 0):.4f}')
         state = {k: v.detach().cpu().clone() for k, v in model.backbone.state_dict().items()}
-        torch.save(state, osp.join(out_dir, 'backbone.pth'))
+        atomic_torch_save(state, osp.join(out_dir, 'backbone.pth'))
         del model, loader, optim
     else:
         result['pretrain'] = None

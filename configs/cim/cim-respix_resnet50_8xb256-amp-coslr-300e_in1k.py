@@ -15,7 +15,10 @@
 # Sources of the values. The paper's appendix tables (ResNet-50 pre-training settings,
 # generator depth/width, sliding-window size) could not be read here: every value marked
 # "unverified" is our choice, written so that it can be checked and changed.
-_base_ = 'mmpretrain::_base_/default_runtime.py'
+_base_ = [
+    'mmpretrain::_base_/default_runtime.py',
+    '../_base_/cim_runtime.py',  # NaN stop, RNG states for --resume, pictures
+]
 custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
@@ -27,11 +30,12 @@ patch_size = 16  # enhancer pixels per token-grid cell
 grid = img_size // patch_size  # 14x14 token grid (= DALL-E tokens of the 112 px view)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    # BEiT v1 crop (scale 0.08-1, bicubic) + flip; BEiT's colour jitter is left out
-    # (unverified whether CIM keeps it).
+    dict(type='GrayToRGB'),  # a few ImageNet files are gray / CMYK-decoded
+    # BEiT v1 augmentation, as the ViT recipes (configs/_base_/datasets/imagenet_bs256_cim.py)
+    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.08, 1.0),
          interpolation='bicubic', backend='pillow'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     # BEiT blockwise masking, 75 of 196 patches (BEiT v1 default; CIM paper: unverified)
     dict(type='BEiTMaskGenerator', input_size=(grid, grid), num_masking_patches=75,
          max_num_patches=None, min_num_patches=16),
@@ -82,20 +86,26 @@ model = dict(
         encoder_path='data/dalle/encoder.pkl',  # https://cdn.openai.com/dall-e/encoder.pkl
         decoder_path='data/dalle/decoder.pkl',  # https://cdn.openai.com/dall-e/decoder.pkl
         decode_dtype='bfloat16'),  # frozen dVAE in bf16 on CUDA (float32 elsewhere)
-    # "A small trainable BEiT" (paper). Depth/width are in the paper's appendix, which
-    # could not be read here: 4 layers x 256 dims (1/3 of BEiT-B's depth, 1/3 of its
-    # width, in the spirit of ELECTRA's small generators) is our unverified choice.
+    # "A small trainable BEiT" (paper), the same as the ViT recipes'
+    # (configs/_base_/models/cim_vit-base-p16.py). Depth/width are in the paper's
+    # appendix, which could not be read here: 4 layers x 384 dims is our unverified
+    # choice.
     generator=dict(
         type='BEiTGenerator',
         vocab_size=8192,
         temperature=1.0,  # sample from the softmax (unverified)
         backbone=dict(
-            arch=dict(embed_dims=256, num_layers=4, num_heads=4,
-                      feedforward_channels=1024),
+            arch=dict(embed_dims=384, num_layers=4, num_heads=6,
+                      feedforward_channels=1536),
             img_size=img_size // 2,  # 112 px tokenizer view
             patch_size=8,  # = DALL-E downsample -> 14x14 patches = the token grid
             drop_path_rate=0.0,
-            layer_scale_init_value=0.1)),
+            layer_scale_init_value=0.1,
+            init_cfg=[
+                dict(type='TruncNormal', std=0.02, layer='Linear'),
+                dict(type='TruncNormal', std=0.02, layer='Conv2d'),
+                dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
+            ])),
     loss_weights=dict(gen=1.0, enh=1.0),  # unverified (paper appendix)
 )
 

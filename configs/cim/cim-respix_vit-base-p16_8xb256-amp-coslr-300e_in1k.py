@@ -5,6 +5,7 @@ _base_ = [
     '../_base_/datasets/imagenet_bs256_cim.py',
     '../_base_/schedules/cim_adamw_coslr_300e.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/cim_runtime.py',  # NaN stop, RNG states for --resume, pictures
 ]
 custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
 default_scope = 'mmpretrain'

@@ -18,11 +18,15 @@ the reference key names; use it for both paths of the tokenizer::
 from __future__ import annotations
 
 import argparse
+import os.path as osp
+import sys
 
 import torch
 
-from cim_mm.models.tokenizers.dalle import load_dalle_state_dict
-from cim_mm.utils import atomic_torch_save
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from cim_mm.models.tokenizers.dalle import load_dalle_state_dict  # noqa: E402
+from cim_mm.utils import atomic_torch_save  # noqa: E402
 
 
 def convert(encoder_pkl: str, decoder_pkl: str, out: str) -> dict[str, dict[str, torch.Tensor]]:
