@@ -568,3 +568,34 @@ def test_paper_vit_enhancer_converts_into_its_benchmark_configs(pre, tmp_path):
         assert len(common) >= 12 * len(enhancer.layers), target
         for k in common:
             torch.testing.assert_close(out[k], sd['backbone.' + k[len(prefix):]], msg=k)
+
+
+@pytest.mark.parametrize('target', [
+    'resnet50_cim-pre_8xb256-rsb-a2-300e_in1k.py',
+    'resnet50_cim-pre_8xb32-linear-steplr-100e_in1k.py',
+    'upernet_r50_cim-pre_4xb4-160k_ade20k-512x512.py',
+])
+def test_paper_r50_enhancer_converts_into_its_benchmark_configs(target, tmp_path):
+    """The ResNet-50 enhancer of the paper recipe goes into each shipped ResNet-50
+    downstream config with every backbone key loaded, tensor for tensor."""
+    import mmseg.models  # noqa: F401
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'cim',
+                                   'cim-respix_resnet50_8xb256-amp-coslr-300e_in1k.py'))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        enhancer = PRE_MODELS.build(cfg.model.backbone.to_dict())
+        for p in enhancer.parameters():
+            p.normal_(std=0.02)
+    sd = {'backbone.' + k: v for k, v in enhancer.state_dict().items()}
+    sd['neck.proj.weight'] = torch.zeros(2, 2)  # dropped on purpose
+    src = str(tmp_path / 'epoch_300.pth')
+    atomic_torch_save({'state_dict': sd, 'meta': dict(cfg=cfg.pretty_text, epoch=300)}, src)
+    dst = str(tmp_path / 'out.pth')
+    rep = convert_checkpoint(src, dst, target=None, target_config=osp.join(BENCH, target),
+                             log=None)
+    assert rep.ok and not rep.verify_failures, rep.format()
+    out = safe_load(dst)['state_dict']
+    prefix = '' if 'upernet' in target else 'backbone.'
+    assert {k[len(prefix):] for k in out} == {k[9:] for k in sd if k.startswith('backbone.')}
+    for k, v in out.items():
+        torch.testing.assert_close(v, sd['backbone.' + k[len(prefix):]], msg=k)
