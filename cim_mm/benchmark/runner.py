@@ -86,7 +86,7 @@ def ensure_tokenizer(choice: str, log: Callable[[str], None] = say) -> Optional[
         log(f'tokenizer: reusing {osp.relpath(path, REPO_ROOT)}')
         return path
     log(f'tokenizer: {osp.relpath(path, REPO_ROOT)} absent: training it '
-        f'({TOKENIZER_CONFIG}, ~3 min on 2 idle CPU cores)')
+        f'({TOKENIZER_CONFIG}, ~1.5 min on 2 idle CPU cores)')
     cmd = [sys.executable, osp.join(REPO_ROOT, 'tools/train_tokenizer.py'),
            osp.join(REPO_ROOT, TOKENIZER_CONFIG), '--work-dir',
            osp.join(REPO_ROOT, TOKENIZER_DIR)]
