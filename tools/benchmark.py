@@ -117,10 +117,11 @@ def options(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     return opts
 
 
-def _check_data_root(data_root: str | None) -> None:
-    """One line, before any method runs, when the Fashion-MNIST files are absent."""
-    root = data_root or osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                                 'data', 'fashion_mnist')
+def _check_data_root(opts: dict) -> None:
+    """One line, before any method runs, when the scale's Fashion-MNIST files are absent."""
+    from cim_mm.benchmark.scales import build_scale
+    root = build_scale(opts['scale'], arch=opts['arch'],
+                       data_root=opts['data_root']).data_root
     name = osp.join(root, 'train-images-idx3-ubyte')
     if not (osp.isfile(name) or osp.isfile(name + '.gz')):
         raise FileNotFoundError(
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         opts = options(args, argv)
         from cim_mm.benchmark.specs import parse_methods
         parse_methods(opts['methods'])  # an unknown name fails first, in one line
-        _check_data_root(opts['data_root'])
+        _check_data_root(opts)
         if opts['device'].startswith('cuda'):
             import torch
             if not torch.cuda.is_available():
