@@ -12,9 +12,11 @@ returns one ``[H, W, 3]`` uint8 RGB grid, one row per image, columns:
   (the RevDet label), black where it was kept;
 - ResPix: ``target (norm)`` (the sliding-window-normalised original, the
   regression target), ``pred (norm)`` (the head output in the same space) and
-  ``recovered`` (the prediction de-normalised with the *original's* window
-  mean/std; note that this borrows the original's local statistics, so judge
-  the model on the two normalised columns);
+  ``pred+orig stats`` (the prediction de-normalised with the *original's*
+  window mean/std, as MAE's pictures add the original's patch statistics back:
+  it borrows the original's local brightness and contrast, so even a noisy
+  prediction looks like the original there; judge the model on the two
+  normalised columns);
 - RevDet: ``P(replaced)``, ``sigmoid(logits)`` per patch, upsampled to the
   image (same white = replaced scale as ``replaced``).
 
@@ -30,7 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ['cim_step_outputs', 'draw_cim_step', 'slice_data_batch']
+__all__ = ['cim_step_outputs', 'draw_cim_step', 'slice_data_batch', 'RECOVERED_TITLE']
+
+#: title of the ResPix column that adds the original's window mean/std back to
+#: the prediction: not a reconstruction by the model alone
+RECOVERED_TITLE = 'pred+orig stats'
 
 
 def slice_data_batch(data_batch: dict, num: int) -> dict:
@@ -57,18 +63,6 @@ def slice_data_batch(data_batch: dict, num: int) -> dict:
     return out
 
 
-def _window_stats(img: torch.Tensor, window_size: int,
-                  eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std of the window around every pixel, as
-    :func:`~cim_mm.models.heads.sliding_window_normalize` computes them."""
-    x = img.float()
-    pool = dict(kernel_size=window_size, stride=1, padding=window_size // 2,
-                count_include_pad=False)
-    mean = F.avg_pool2d(x, **pool)
-    var = (F.avg_pool2d(x * x, **pool) - mean * mean).clamp_(min=0)
-    return mean, torch.sqrt(var + eps)
-
-
 @torch.no_grad()
 def cim_step_outputs(model, data_batch: dict) -> dict[str, torch.Tensor]:
     """Run one CIM step for display (the model's mode is left unchanged).
@@ -79,7 +73,8 @@ def cim_step_outputs(model, data_batch: dict) -> dict[str, torch.Tensor]:
     (``respix_pred``/``respix_target`` in normalised units, or
     ``revdet_prob [B, h, w]``).
     """
-    from cim_mm.models.heads import ResPixHead, RevDetHead, unpatchify
+    from cim_mm.models.heads import (ResPixHead, RevDetHead, sliding_window_stats,
+                                     unpatchify)
 
     was_training = model.training
     model.eval()
@@ -113,7 +108,7 @@ def cim_step_outputs(model, data_batch: dict) -> dict[str, torch.Tensor]:
             p = head.patch_size
             pred = unpatchify(head(feats).float(), p, grid, head.out_channels)
             target = unpatchify(head.target(img), p, grid, head.out_channels)
-            w_mean, w_std = _window_stats(img, head.window_size, head.eps)
+            w_mean, w_std = sliding_window_stats(img, head.window_size, head.eps)
             out.update(respix_target=target, respix_pred=pred,
                        recovered=to255(pred * w_std + w_mean))
         elif isinstance(head, RevDetHead):
@@ -140,9 +135,13 @@ def _grid_map(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _put_title(canvas: np.ndarray, text: str, x: int, width: int, height: int) -> None:
+    """Centre ``text`` over a panel; the font shrinks until it fits the width."""
     import cv2
     scale = 0.4 if width >= 80 else 0.3
     (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    while tw > width - 2 and scale > 0.25:
+        scale -= 0.05
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     org = (x + max(0, (width - tw) // 2), (height + th) // 2)
     cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
                 cv2.LINE_AA)
@@ -201,7 +200,7 @@ def draw_cim_step(model, data_batch: dict, num_images: Optional[int] = 8,
                               for i in range(B)])
         add('pred (norm)', [_normalised_to_uint8(out['respix_pred'][i])
                             for i in range(B)])
-        add('recovered', [_to_uint8(out['recovered'][i]) for i in range(B)])
+        add(RECOVERED_TITLE, [_to_uint8(out['recovered'][i]) for i in range(B)])
     if 'revdet_prob' in out:
         columns.append(('P(replaced)', [
             _to_uint8(255 * _grid_map(out['revdet_prob'][i], size)) for i in range(B)]))

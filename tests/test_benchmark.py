@@ -134,6 +134,81 @@ def test_every_method_builds_and_trains_one_step(fake_fashion_mnist):
         build_eval_backbone(spec.eval_backbone, model.backbone.state_dict())
 
 
+def _one_step(spec, scale) -> None:
+    from mmpretrain.registry import MODELS
+
+    from cim_mm.benchmark.data import build_pretrain_loader
+    from cim_mm.benchmark.evaluate import build_eval_backbone, pooled_features
+    from cim_mm.benchmark.pretrain import build_optim_wrapper
+    if spec.model is None:
+        build_eval_backbone(spec.eval_backbone)
+        return
+    model = MODELS.build(spec.model)
+    model.init_weights()
+    loader = build_pretrain_loader(scale.data_root, spec.pipeline, batch_size=4)
+    optim = build_optim_wrapper(model, scale.optim_wrapper, 'cpu')
+    log_vars = model.train_step(next(iter(loader)), optim)
+    assert torch.isfinite(log_vars['loss']), spec.name
+    bb = build_eval_backbone(spec.eval_backbone, model.backbone.state_dict())
+    bb.eval()
+    feats = pooled_features(bb, torch.randn(2, 3, scale.img_size, scale.img_size))
+    assert feats.shape == (2, scale.embed_dims), spec.name
+
+
+def test_resnet_track_every_method_trains_one_step(fake_fashion_mnist):
+    """--track resnet: CIM-R18, the CNN peers (SparK, MEC included), random init."""
+    from mmengine.logging import MessageHub
+    from mmpretrain.utils import register_all_modules
+
+    from cim_mm.benchmark.scales import build_scale
+    from cim_mm.benchmark.specs import build_spec, track_methods
+    register_all_modules(init_default_scope=True)
+    MessageHub.get_current_instance().update_info('max_iters', 10)  # CosineEMA (BYOL, MEC)
+    scale = build_scale('cpu-small', tokenizer_ckpt=None, data_root=fake_fashion_mnist,
+                        track='resnet')
+    assert scale.embed_dims == 256 and scale.resnet['depth'] == 18
+    scale.densecl_queue = 64
+    torch.manual_seed(0)
+    assert set(track_methods('resnet')) >= {'spark', 'mec', 'byol', 'simsiam', 'mocov2',
+                                            'barlowtwins', 'densecl', 'simclr'}
+    for name in track_methods('resnet'):
+        spec = build_spec(name, scale)
+        if spec.model is not None:
+            assert 'ResNet' in spec.model['backbone']['type'], name
+        _one_step(spec, scale)
+
+
+def test_ablations_apply_one_knob(fake_fashion_mnist):
+    from cim_mm.benchmark.ablations import PENDING, ablation_names, parse_ablations
+    from cim_mm.benchmark.scales import build_scale
+    from cim_mm.benchmark.specs import build_spec
+    scale = build_scale('cpu-small', tokenizer_ckpt=None, data_root=fake_fashion_mnist)
+    names = ablation_names()
+    assert 'cim-revdet@temp0' in names and 'cim-respix@window3' in names
+    assert 'cim-revdet@window3' not in names  # ResPix only
+    assert all(n.split('@')[-1] not in PENDING for n in names)
+    base = build_spec('cim-revdet', scale)
+    spec = build_spec('cim-revdet@temp0', scale)
+    assert spec.model['generator']['temperature'] == 0.0
+    assert base.model['generator']['temperature'] == 1.0  # the base is untouched
+    mask = next(t for t in build_spec('cim-respix@mask55', scale).pipeline
+                if t['type'] == 'BEiTMaskGenerator')
+    assert mask['num_masking_patches'] == 35
+    assert build_spec('cim-respix@gen-depth6', scale).model['generator']['backbone'][
+        'arch']['num_layers'] == 6
+    assert build_spec('cim-respix@window9', scale).model['head']['window_size'] == 9
+    assert build_spec('cim-revdet@enh-w2', scale).model['loss_weights']['enh'] == 2.0
+    with pytest.raises(ValueError, match='unknown ablation'):
+        parse_ablations('cim-revdet@nope')
+    if PENDING:
+        with pytest.raises(ValueError, match='does not exist yet'):
+            parse_ablations(f'cim-revdet@{PENDING[0]}')
+    torch.manual_seed(0)
+    for name in ('cim-revdet@gen-in-enhancer', 'cim-respix@enh-in-paste',
+                 'cim-respix@gen-width128'):
+        _one_step(build_spec(name, scale), scale)
+
+
 # ------------------------------------------------------------------ report
 def _fake_result(method, label, **kw):
     r = dict(method=method, label=label, status='ok', scale='cpu-small', device='cpu',
@@ -178,6 +253,35 @@ def test_report_writes_md_csv_json_png(tmp_path):
         'quality.png', 'cost.png', 'cim_breakdown.png'}
 
 
+def test_report_seeds_median_spread_and_ties(tmp_path):
+    def run(m, seed, lin, knn=60.):
+        return _fake_result(m, m.upper(), seed=seed,
+                            eval=dict(knn_top1=knn, linear_top1=lin, finetune_top1=50.))
+    results = [run('a', 0, 80.), run('a', 1, 82.), run('a', 2, 81.),
+               run('b', 0, 80.5, knn=70.), run('b', 1, 78.), run('b', 2, 79.),
+               run('c', 0, 75.), run('c', 1, 76.), run('c', 2, 74.)]
+    summary = {r['method']: r for r in report.summarize(results)}
+    assert summary['a']['linear_top1'] == 81. and summary['a']['linear_top1_min'] == 80.
+    assert summary['a']['linear_top1_max'] == 82. and summary['a']['n_ok'] == 3
+    # b's range 78-80.5 overlaps a's 80-82: a tie; c's 74-76 does not
+    assert report.ties(report.summarize(results), 'linear_top1') == {'a', 'b'}
+    meta = dict(scale='cpu-small', budget_desc='3 s', eval_desc='tiny', batch_size=64,
+                seeds=[0, 1, 2], command='cmd', seconds=75.)
+    paths = report.write_report(results, str(tmp_path), meta)
+    md = open(paths['md']).read()
+    assert '**81.00 (80.00–82.00)**' in md and '**79.00 (78.00–80.50)**' in md
+    assert '| C | **60.00 (60.00–60.00)** | 75.00 (74.00–76.00) |' in md  # k-NN: all tie
+    assert 'median over 3 seeds' in md and '1 min 15 s' in md
+    data = json.load(open(paths['json']))
+    assert len(data['methods']) == 9 and len(data['summary']) == 3
+    rows = open(paths['csv']).read().splitlines()
+    assert len(rows) == 4 and 'linear_top1_min' in rows[0]
+    assert len(open(tmp_path / 'results_seeds.csv').read().splitlines()) == 10
+    table = report.readme_table(data)
+    assert '| A | **60.00 (60.00–60.00)** | **81.00 (80.00–82.00)** |' in table
+    assert 'median of 3 seeds' in table and '`cmd`' in table
+
+
 # ------------------------------------------------------- resume and failures
 def _opts(tmp_path, **kw):
     from benchmark import options, parse_args
@@ -217,6 +321,52 @@ def test_finished_method_is_skipped_and_stale_one_rerun(tmp_path, monkeypatch):
     calls.clear()
     assert runner.run_benchmark(dict(opts)) == 0
     assert calls == []
+
+
+def test_seeds_resume_per_method_and_seed(tmp_path, monkeypatch):
+    opts = _opts(tmp_path, methods='mae,simmim', seeds=2)
+    calls = []
+
+    def fake_run_one(settings, in_process):
+        calls.append(settings['run_name'])
+        assert settings['fingerprint']['seed'] == settings['seed']
+        d = osp.join(settings['work_dir'], settings['run_name'])
+        os.makedirs(d, exist_ok=True)
+        json.dump(_fake_result(settings['method'], settings['method'], seed=settings['seed'],
+                               settings=settings['fingerprint']),
+                  open(osp.join(d, 'result.json'), 'w'))
+        return True, ''
+
+    monkeypatch.setattr(runner, 'run_one', fake_run_one)
+    assert runner.run_benchmark(opts) == 0
+    assert calls == ['mae', 'mae_seed1', 'simmim', 'simmim_seed1']
+    os.remove(tmp_path / 'simmim_seed1' / 'result.json')  # e.g. interrupted
+    calls.clear()
+    assert runner.run_benchmark(dict(opts)) == 0
+    assert calls == ['simmim_seed1']
+    data = json.load(open(tmp_path / 'results.json'))
+    assert [(m['method'], m['seed']) for m in data['methods']] == [
+        ('mae', 0), ('mae', 1), ('simmim', 0), ('simmim', 1)]
+    # the fingerprint only names the new options when they are not at their default
+    fp = runner.fingerprint(dict(opts, tokenizer_id='x'))
+    assert 'track' not in fp and 'clock' not in fp
+    assert runner.fingerprint(dict(opts, clock='process'))['clock'] == 'process'
+
+
+def test_process_clock_counts_cpu_time_over_threads():
+    import time
+
+    from cim_mm.benchmark.pretrain import get_clock, process_clock
+    assert get_clock('wall') is time.perf_counter
+    t0, w0 = process_clock(), time.perf_counter()
+    time.sleep(0.2)  # waiting costs no CPU time
+    assert process_clock() - t0 < 0.05 and time.perf_counter() - w0 >= 0.2
+    t0 = process_clock()
+    x = 0
+    while process_clock() - t0 < 0.05:  # busy: it advances
+        x += 1
+    with pytest.raises(ValueError, match='unknown clock'):
+        get_clock('sundial')
 
 
 def test_failed_method_others_still_run_then_exit_1(tmp_path, monkeypatch, capsys):
@@ -269,6 +419,24 @@ def test_smoke_run_cpu_small(tmp_path, fake_fashion_mnist):
         for k in ('knn_top1', 'linear_top1', 'finetune_top1'):
             assert 0 <= m['eval'][k] <= 100
         assert m['pretrain']['img_per_s'] > 0 and m['pretrain']['peak_mem_mb'] > 0
+
+
+def test_smoke_run_resnet_track_seeds_process_clock(tmp_path, fake_fashion_mnist):
+    """--track resnet with 2 seeds on the process clock, in-process."""
+    from benchmark import main
+    rc = main(['--track', 'resnet', '--methods', 'mec,random', '--budget-s', '2',
+               '--seeds', '2', '--clock', 'process', '--eval-subset', 'small',
+               '--work-dir', str(tmp_path), '--in-process', '--data-root',
+               fake_fashion_mnist])
+    assert rc == 0
+    data = json.load(open(tmp_path / 'results.json'))
+    assert [(m['method'], m['seed']) for m in data['methods']] == [
+        ('mec', 0), ('mec', 1), ('random', 0), ('random', 1)]
+    mec = data['methods'][0]
+    assert mec['pretrain']['clock'] == 'process' and mec['pretrain']['iters'] >= 1
+    assert mec['pretrain']['process_s'] > 0 and mec['settings']['track'] == 'resnet'
+    assert data['meta']['track'] == 'resnet' and 'track `resnet`' in open(
+        tmp_path / 'results.md').read()
 
 
 @pytest.mark.skipif(not E2E, reason='slow end-to-end run: set CIM_BENCH_E2E=1')

@@ -208,7 +208,7 @@ def test_checkpoint_leaves_out_the_frozen_tokenizer_and_still_loads_strictly():
     model = build()
     tok = MODELS.build(dict(type='VQTokenizer', vocab_size=16, downsample=2,
                             embed_dims=8, hidden_channels=16, num_res_blocks=1,
-                            frozen=True))
+                            frozen=True, allow_random_init=True))
     model.tokenizer = tok
     sd = model.state_dict()
     assert not any(k.startswith('tokenizer.') for k in sd)
@@ -216,7 +216,8 @@ def test_checkpoint_leaves_out_the_frozen_tokenizer_and_still_loads_strictly():
     other = build()
     other.tokenizer = MODELS.build(dict(type='VQTokenizer', vocab_size=16, downsample=2,
                                         embed_dims=8, hidden_channels=16,
-                                        num_res_blocks=1, frozen=True))
+                                        num_res_blocks=1, frozen=True,
+                                        allow_random_init=True))
     before = {k: v.clone() for k, v in other.tokenizer.state_dict().items()}
     other.load_state_dict(sd, strict=True)  # no missing-key error
     for k, v in other.tokenizer.state_dict().items():

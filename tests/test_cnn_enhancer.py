@@ -41,6 +41,7 @@ def _load_model_cfg(name: str, toy_tokenizer: bool = False) -> Config:
         model.tokenizer.allow_random_init = True  # no encoder.pkl / decoder.pkl
     else:
         model.tokenizer.checkpoint = None  # untrained VQ tokenizer
+        model.tokenizer.allow_random_init = True
     return model
 
 

@@ -109,3 +109,19 @@ def test_refusal_message_is_one_line(tmp_path):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match='can not be found'):
         safe_load(str(tmp_path / 'nope.pth'))
+
+
+def test_numpy_object_arrays_are_refused(tmp_path):
+    """An object array is a list of pickled Python objects: not on the allow-list
+    (numeric / string arrays and scalars, which mmengine writes, still load)."""
+    path = str(tmp_path / 'obj.pth')
+    torch.save({'meta': {'a': np.array([1, 'x'], dtype=object)}}, path)
+    with pytest.raises(CheckpointSecurityError, match='allow-list'):
+        safe_load(path)
+    ok = {'f': np.arange(3.), 's': np.array(['ab', 'c']), 'i': np.int64(3),
+          'b': np.array([True]), 'h': np.float16(0.5)}
+    torch.save({'meta': ok}, path)
+    loaded = safe_load(path)['meta']
+    for k, v in ok.items():
+        np.testing.assert_array_equal(loaded[k], v)
+        assert loaded[k].dtype == v.dtype

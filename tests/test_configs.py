@@ -21,6 +21,7 @@ def _offline(cfg: Config) -> Config:
         tok.allow_random_init = True
     elif 'checkpoint' in tok:
         tok.checkpoint = None
+        tok.allow_random_init = True
     return cfg
 
 

@@ -38,7 +38,7 @@ def demo_tokenizer(tmp_path_factory) -> str:
     """An (untrained) VQ tokenizer of the demo's architecture, saved as
     ``tools/train_tokenizer.py`` saves it."""
     cfg = Config.fromfile(osp.join(CIM_DIR, DEMOS[0])).model.tokenizer.to_dict()
-    cfg['checkpoint'] = None
+    cfg.update(checkpoint=None, allow_random_init=True)
     torch.manual_seed(0)
     tok = MODELS.build(cfg)
     path = str(tmp_path_factory.mktemp('tok') / 'tokenizer.pth')

@@ -18,9 +18,9 @@ import torch
 from mmengine.config import Config
 
 from conftest import make_batch, tiny_vit_cim_cfg
+from cim_mm.converters import (ConversionError, build_target, convert_checkpoint,
+                               convert_state_dict, registry_target)
 from cim_mm.utils import atomic_torch_save, safe_load
-from cim_mm.utils.convert import (ConversionError, _registry_target, build_target,
-                                  convert_checkpoint, convert_state_dict)
 from mmpretrain.registry import MODELS as PRE_MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -179,6 +179,88 @@ def test_classifier_target_rejects_mismatch(cim_ckpt, tmp_path):
     assert run_cli(bad_path, out, '--target', 'mmpretrain', '--num-heads', 2) == 0
 
 
+
+# ------------------------------------------- architecture facts no shape shows
+def _with_meta(cim_sd: dict, path, **arch) -> str:
+    """The fixture's weights, saved with a config whose enhancer has ``arch``."""
+    cfg = tiny_vit_cim_cfg()
+    cfg['backbone']['arch'].update({'num_layers': 4, **arch})
+    atomic_torch_save({'state_dict': cim_sd, 'meta': dict(cfg=Config(dict(
+        model=cfg)).pretty_text)}, str(path))
+    return str(path)
+
+
+def test_head_count_mismatch_is_refused(cim_ckpt, tmp_path, capsys):
+    """A 4-head enhancer into a 2-head VisionTransformer: every tensor fits (the
+    head count is in no shape), but the checkpoint's meta says 4: refused."""
+    _, cim_sd = cim_ckpt
+    src = _with_meta(cim_sd, tmp_path / 'heads4.pth', num_heads=4)
+    two = _write_cfg(Config(_classifier_cfg()), tmp_path / 'heads2.py')
+    out = tmp_path / 'out.pth'
+    capsys.readouterr()
+    assert run_cli(src, out, '--target-config', two) == 1
+    assert not out.exists()
+    printed = capsys.readouterr()
+    assert 'ARCH MISMATCH     : 1  num_heads source 4 (checkpoint meta.cfg) target 2' \
+        in printed.out and 'RESULT: MISMATCH' in printed.out
+    err = printed.err.strip().splitlines()
+    assert len(err) == 1 and 'num_heads 4 in the source' in err[0] and '2 in the target' \
+        in err[0], err
+    rep = convert_checkpoint(src, str(out), target_config=two, allow_mismatch=True,
+                             log=None)
+    assert rep.arch_mismatch == [('num_heads', 4, 2, 'checkpoint meta.cfg')]
+    assert not rep.ok and not rep.missing and not rep.shape_mismatch
+    assert safe_load(str(out))['meta']['cim_mm_conversion']['arch_mismatch'] == [
+        'num_heads: source 4, target 2']
+    # the matching target converts
+    four = _write_cfg(Config(_classifier_cfg(arch=dict(TINY_ARCH, num_heads=4))),
+                      tmp_path / 'heads4.py')
+    assert run_cli(src, out, '--target-config', four) == 0
+    # no meta: --num-heads is the source's head count, checked the same way
+    atomic_torch_save({'state_dict': cim_sd}, str(tmp_path / 'nometa.pth'))
+    assert run_cli(tmp_path / 'nometa.pth', out, '--target-config', two,
+                   '--num-heads', 4) == 1
+    assert run_cli(tmp_path / 'nometa.pth', out, '--target-config', two,
+                   '--num-heads', 2) == 0
+
+
+def test_activation_and_meta_that_does_not_fit_the_weights(cim_ckpt, tmp_path):
+    src, cim_sd = cim_ckpt
+    relu = _write_cfg(Config(_classifier_cfg(layer_cfgs=dict(act_cfg=dict(type='ReLU')))),
+                      tmp_path / 'relu.py')
+    rep = convert_checkpoint(src, str(tmp_path / 'o.pth'), target_config=relu,
+                             allow_mismatch=True, log=None)
+    assert rep.arch_mismatch == [('activation', 'GELU', 'ReLU', 'checkpoint meta.cfg')]
+    # a meta config that does not describe the weights (8 layers) is not trusted:
+    # noted, and the weights' own facts (4 blocks, no head count) are checked
+    bad = _with_meta(cim_sd, tmp_path / 'bad_meta.pth', num_layers=8, num_heads=4)
+    cls = _write_cfg(Config(_classifier_cfg()), tmp_path / 'cls.py')
+    rep = convert_checkpoint(bad, str(tmp_path / 'o.pth'), target_config=cls, log=None)
+    assert rep.ok and any('does not describe its weights' in n for n in rep.notes)
+
+
+def test_resnet_stride_placement_is_checked(tmp_path):
+    """A pytorch-style bottleneck ResNet into a caffe-style one (the stride on
+    conv1 instead of conv2): the same shapes, another function."""
+    small = dict(type='ResNet', depth=50, base_channels=4, stem_channels=8)
+    torch.manual_seed(0)
+    enh = PRE_MODELS.build(small)
+    sd = {'backbone.' + k: v for k, v in enh.state_dict().items()}
+    src = str(tmp_path / 'r50.pth')
+    meta = dict(cfg=Config(dict(model=dict(type='CIM', backbone=small))).pretty_text)
+    atomic_torch_save({'state_dict': sd, 'meta': meta}, src)
+    for style, ok in (('pytorch', True), ('caffe', False)):
+        cfg = _classifier_cfg()
+        cfg['model']['backbone'] = dict(small, style=style, init_cfg=dict(
+            type='Pretrained', checkpoint='', prefix='backbone.'))
+        cfg['model']['head'] = dict(type='LinearClsHead', num_classes=3, in_channels=128)
+        path = _write_cfg(Config(cfg), tmp_path / f'{style}.py')
+        rep = convert_checkpoint(src, str(tmp_path / f'{style}.pth'), target_config=path,
+                                 allow_mismatch=True, log=None)
+        assert rep.ok == ok and not rep.missing and not rep.shape_mismatch, rep.format()
+        assert rep.arch_mismatch == ([] if ok else [
+            ('stride_in', 'conv2', 'conv1', 'checkpoint meta.cfg')])
+
 # -------------------------------------------------------- mmseg UperNet ADE20K
 def _make_ade20k(root, n_train=4, n_val=2, size=32, k=4):
     """ADE20K layout: images/{training,validation}/*.jpg, annotations/*.png with
@@ -305,15 +387,15 @@ def test_mmseg_target_rejects_mismatch(cim_ckpt, tmp_path):
     enh = _enhancer(cim_sd)
     import mmseg.models  # noqa: F401
     # a ViT with absolute position embeddings does not fit mmseg's BEiT
-    tgt = _registry_target('mmseg', dict(type='BEiT', img_size=16, patch_size=4,
-                                         embed_dims=32, num_layers=4, num_heads=2,
-                                         mlp_ratio=2), 'test')
+    tgt = registry_target('mmseg', dict(type='BEiT', img_size=16, patch_size=4,
+                                        embed_dims=32, num_layers=4, num_heads=2,
+                                        mlp_ratio=2), 'test')
     _, rep = convert_state_dict(enh, tgt)
     assert not rep.ok and rep.unexpected == ['pos_embed']
     # mmseg's VisionTransformer without patch bias (its default) is a mismatch
-    tgt = _registry_target('mmseg', dict(type='VisionTransformer', img_size=16,
-                                         patch_size=4, embed_dims=32, num_layers=4,
-                                         num_heads=2, mlp_ratio=2), 'test')
+    tgt = registry_target('mmseg', dict(type='VisionTransformer', img_size=16,
+                                        patch_size=4, embed_dims=32, num_layers=4,
+                                        num_heads=2, mlp_ratio=2), 'test')
     _, rep = convert_state_dict(enh, tgt)
     assert rep.unexpected == ['patch_embed.projection.bias']
     # a missing key through the CLI (mmseg target)
@@ -372,7 +454,7 @@ def test_vit_conversion_is_exact(case):
     src = _randomised(src_cfg)
     sd = src.state_dict()
     tgt = (build_target(kind, sd, num_heads=2)[0] if tgt_cfg is None
-           else _registry_target(kind, tgt_cfg, 'test'))
+           else registry_target(kind, tgt_cfg, 'test'))
     out, rep = convert_state_dict(sd, tgt)
     assert rep.ok, rep.format()
     m = tgt.module
@@ -418,7 +500,7 @@ def test_resnet_conversion_is_exact(typ):
         for g, r in zip(m(x), src(x)):
             torch.testing.assert_close(g, r)
     if typ == 'ResNet':  # a plain stem can not fill mmseg's deep-stem ResNetV1c
-        v1c = _registry_target('mmseg', dict(type='ResNetV1c', depth=18), 'test')
+        v1c = registry_target('mmseg', dict(type='ResNetV1c', depth=18), 'test')
         _, rep = convert_state_dict(sd, v1c)
         assert not rep.ok and 'conv1.weight' in rep.unexpected
 
@@ -436,8 +518,8 @@ def test_rel_pos_resize_matches_mmseg_and_scipy():
     torch.manual_seed(0)
     src = _randomised(_BEIT)
     sd = src.state_dict()
-    tgt = _registry_target('mmseg', dict(type='BEiT', **dict(_SEG_COMMON, img_size=(32, 32))),
-                           'test')
+    tgt = registry_target('mmseg', dict(type='BEiT', **dict(_SEG_COMMON, img_size=(32, 32))),
+                          'test')
     out, rep = convert_state_dict(sd, tgt)
     assert rep.ok and len(rep.resized) == 4
     key = 'layers.1.attn.relative_position_bias_table'

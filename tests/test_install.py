@@ -42,6 +42,7 @@ def test_build_model_from_config_through_registry():
     cfg = Config.fromfile(
         osp.join(ROOT, 'configs/cim/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py'))
     cfg.model.tokenizer.checkpoint = None  # random tokenizer: no file needed
+    cfg.model.tokenizer.allow_random_init = True
     model = MODELS.build(cfg.model)
     assert type(model).__name__ == 'CIM'
     assert type(model.backbone).__name__ == 'VisionTransformer'

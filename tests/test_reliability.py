@@ -500,10 +500,10 @@ def test_draw_cim_step(head):
     assert not (out['replaced'] & ~out['mask']).any()  # only masked tokens change
     if head == 'respix':
         # de-normalising the *target* with the original's window stats gives it back
-        from cim_mm.visualization import _window_stats
+        from cim_mm.models.heads import sliding_window_stats
         dp = model.data_preprocessor
         x = (orig - dp.mean) / dp.std
-        m, s = _window_stats(x, model.head.window_size, model.head.eps)
+        m, s = sliding_window_stats(x, model.head.window_size, model.head.eps)
         back = (out['respix_target'] * s + m) * dp.std + dp.mean
         torch.testing.assert_close(back, orig, atol=1e-2, rtol=0)
     else:

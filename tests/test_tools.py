@@ -111,3 +111,49 @@ def test_missing_checkpoint_is_one_line(setup, capsys):
         _tool().main([cfg_path, str(tmp_path / 'nope.pth')])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'checkpoint file' in err[0] and 'does not exist' in err[0]
+
+
+# ------------------------------------------- one error channel per kind of error
+def test_user_error_is_one_line_and_a_bug_keeps_its_traceback(capsys):
+    """Only a user's mistake becomes one line; an internal ValueError / KeyError
+    propagates unchanged (Python prints its traceback and exits 1)."""
+    import traceback
+
+    from cim_mm.utils.cli import user_errors_as_one_line
+    from cim_mm.utils.errors import UserError
+    with pytest.raises(SystemExit) as e:
+        with user_errors_as_one_line('tool.py'):
+            raise UserError('--num must be >= 1, got 0')
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        'tool.py: error: --num must be >= 1, got 0 (set CIM_MM_DEBUG=1 for the traceback)']
+    with pytest.raises(SystemExit):  # a file the user named: one line too
+        with user_errors_as_one_line('tool.py'):
+            raise FileNotFoundError('config file x.py does not exist')
+    assert capsys.readouterr().err.count('\n') == 1
+
+    def internal():
+        raise ValueError('internal bug: shapes [2, 3] vs [3]')
+
+    for bug in (internal, lambda: {}['missing key']):
+        with pytest.raises((ValueError, KeyError)) as info:
+            with user_errors_as_one_line('tool.py'):
+                bug()
+        assert capsys.readouterr().err == ''  # nothing swallowed, nothing printed
+        tb = ''.join(traceback.format_exception(info.value))
+        assert tb.startswith('Traceback') and ('internal' in tb or 'missing key' in tb)
+
+
+def test_tool_bug_is_not_disguised_as_a_user_error(setup, monkeypatch):
+    """tools/test.py: an internal ValueError from inside the run keeps its type
+    and traceback (before, it became 'test.py: error: ...' and exit 1)."""
+    tmp_path, cfg_path, ckpt, _ = setup
+    tool = _tool()
+
+    def broken(*args, **kwargs):
+        raise ValueError('internal: not a user mistake')
+
+    monkeypatch.setattr(tool, 'key_mismatch', broken)
+    with pytest.raises(ValueError, match='internal: not a user mistake') as info:
+        tool.main([cfg_path, ckpt])
+    assert not isinstance(info.value, SystemExit)

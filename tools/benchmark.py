@@ -2,7 +2,10 @@
 
     python tools/benchmark.py --scale cpu-small --work-dir work_dirs/benchmark \\
         [--methods cim-respix,cim-revdet,mae,simmim,beit,maskfeat,simclr,densecl,random] \\
-        [--budget-s 120] [--eval-subset medium] [--flops]
+        [--budget-s 120] [--eval-subset medium] [--flops] [--seeds 3]
+    python tools/benchmark.py --track resnet --seeds 3      # the ResNet-18 track
+    python tools/benchmark.py --ablate all --budget-s 480   # the CIM ablations
+    python tools/benchmark.py --readme-table WORK_DIR       # README table of a run
 
 For each method: pre-train the scale's ViT for the same wall-clock budget on
 the same data, evaluate (k-NN, linear probe, short fine-tune on Fashion-MNIST)
@@ -11,6 +14,14 @@ and measure cost (throughput, peak memory, CIM's step breakdown); then write
 ``cost.png``, ``cim_breakdown.png`` into the work dir. A method whose
 ``WORK_DIR/<method>/result.json`` exists (same settings) is not re-run. Exit 1
 naming the failed methods if any failed (after running the others).
+
+``--seeds N`` runs every method with seeds ``--seed .. --seed + N - 1`` (each
+run resumable on its own); the tables give the median and min–max over seeds
+and write differences inside the spread as ties. ``--track resnet`` (cpu-small)
+compares on the CIM demo ResNet-18 against the CNN peers (SimCLR, MoCo v2,
+BYOL, SimSiam, Barlow Twins, DenseCL, SparK, MEC). ``--ablate`` runs the CIM
+ablations (cim_mm/benchmark/ablations.py). ``--clock process`` counts the
+budget in CPU time / threads instead of wall clock (fair on a shared machine).
 
 Scales: ``cpu-small`` (the CPU demo: real Fashion-MNIST 32 px, tiny ViT,
 2 CPU cores) and ``gpu`` (ViT-B/16 or ViT-S/16 at 224 px, bf16, DALL-E dVAE;
@@ -28,8 +39,12 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from cim_mm.benchmark.scales import EVAL_SUBSETS, SCALES  # noqa: E402
+from cim_mm.benchmark.scales import EVAL_SUBSETS, SCALES, TRACKS  # noqa: E402
 from cim_mm.benchmark.specs import METHODS  # noqa: E402
+from cim_mm.utils.errors import UserError  # noqa: E402
+
+DEFAULT_WORK_DIRS = {'vit': 'work_dirs/benchmark', 'resnet': 'work_dirs/benchmark_resnet',
+                     'ablation': 'work_dirs/benchmark_ablation'}
 
 SCALE_DEFAULTS = {
     'cpu-small': dict(budget_s=120., eval='all', eval_subset='medium', device='cpu'),
@@ -42,9 +57,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description='Pre-train CIM and its peers for the same budget, evaluate, report.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--scale', choices=SCALES, default='cpu-small')
-    p.add_argument('--work-dir', default='work_dirs/benchmark')
+    p.add_argument('--work-dir', default=None,
+                   help='default: work_dirs/benchmark, work_dirs/benchmark_resnet '
+                   '(--track resnet), work_dirs/benchmark_ablation (--ablate)')
+    p.add_argument('--track', choices=TRACKS, default='vit',
+                   help='cpu-small backbone: the tiny ViT or the demo ResNet-18 (w32)')
     p.add_argument('--methods', default='all',
-                   help=f'comma-separated subset of: {",".join(METHODS)}')
+                   help=f'comma-separated subset of: {",".join(METHODS)} (vit); '
+                   'cim-respix,cim-revdet,simclr,mocov2,byol,simsiam,barlowtwins,densecl,'
+                   'spark,mec,random (resnet)')
+    p.add_argument('--ablate', default=None, metavar='all|NAMES',
+                   help='run the CIM ablations instead of the methods: all, or a comma-'
+                   'separated list of <cim-respix|cim-revdet>[@knob] (docs/benchmark.md)')
+    p.add_argument('--seeds', type=int, default=1,
+                   help='seeds per method (--seed, --seed+1, ...); tables show the median '
+                   'and min-max')
+    p.add_argument('--clock', choices=('wall', 'process'), default='wall',
+                   help='budget clock: wall, or process (CPU time of this process / '
+                   'torch threads; fair when other jobs share the cores)')
     p.add_argument('--budget-s', type=float, default=None,
                    help='pre-training wall-clock seconds per method '
                    '(default: 120 at cpu-small, 60 at gpu)')
@@ -84,6 +114,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--force', action='store_true',
                    help='re-run methods even if their result.json exists')
+    p.add_argument('--report-only', action='store_true',
+                   help='run nothing: rewrite the report from the finished runs')
+    p.add_argument('--readme-table', metavar='WORK_DIR', default=None,
+                   help='print the README table (markdown) of WORK_DIR/results.json and exit')
     p.add_argument('--in-process', action='store_true',
                    help='run the methods in this process (faster start, for tests; '
                    'peak memory is then the process\'s)')
@@ -92,8 +126,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def options(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     d = SCALE_DEFAULTS[args.scale]
+    work_dir = args.work_dir or DEFAULT_WORK_DIRS['ablation' if args.ablate else args.track]
     opts = dict(
-        scale=args.scale, work_dir=args.work_dir, methods=args.methods,
+        scale=args.scale, work_dir=work_dir, methods=args.methods, track=args.track,
+        seeds=args.seeds, clock=args.clock, ablate=args.ablate,
+        report_only=args.report_only,
         budget_s=float(args.budget_s if args.budget_s is not None else d['budget_s']),
         iters=args.iters, eval=args.eval or d['eval'],
         eval_subset=args.eval_subset or d['eval_subset'],
@@ -107,13 +144,17 @@ def options(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     if args.num_workers is not None:
         opts['num_workers'] = args.num_workers
     if args.budget_s is not None and args.budget_s <= 0:
-        raise ValueError(f'--budget-s must be > 0, got {args.budget_s}')
+        raise UserError(f'--budget-s must be > 0, got {args.budget_s}')
     if args.batch_size is not None and args.batch_size <= 0:
-        raise ValueError(f'--batch-size must be > 0, got {args.batch_size}')
+        raise UserError(f'--batch-size must be > 0, got {args.batch_size}')
     if args.num_workers is not None and args.num_workers < 0:
-        raise ValueError(f'--num-workers must be >= 0, got {args.num_workers}')
+        raise UserError(f'--num-workers must be >= 0, got {args.num_workers}')
+    if args.seeds < 1:
+        raise UserError(f'--seeds must be >= 1, got {args.seeds}')
+    if args.ablate and args.track != 'vit':
+        raise UserError('--ablate runs on the tiny ViT: drop --track resnet')
     if args.iters is not None and args.iters <= 0:
-        raise ValueError(f'--iters must be > 0, got {args.iters}')
+        raise UserError(f'--iters must be > 0, got {args.iters}')
     return opts
 
 
@@ -121,7 +162,7 @@ def _check_data_root(opts: dict) -> None:
     """One line, before any method runs, when the scale's Fashion-MNIST files are absent."""
     from cim_mm.benchmark.scales import build_scale
     root = build_scale(opts['scale'], arch=opts['arch'],
-                       data_root=opts['data_root']).data_root
+                       data_root=opts['data_root'], track=opts.get('track', 'vit')).data_root
     name = osp.join(root, 'train-images-idx3-ubyte')
     if not (osp.isfile(name) or osp.isfile(name + '.gz')):
         raise FileNotFoundError(
@@ -133,14 +174,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from cim_mm.utils.cli import user_errors_as_one_line
     with user_errors_as_one_line('benchmark.py'):
+        if args.readme_table:
+            from cim_mm.benchmark.io import read_json
+            from cim_mm.benchmark.report import readme_table
+            data = read_json(osp.join(args.readme_table, 'results.json'))
+            if data is None:
+                raise FileNotFoundError(f'no results.json in {args.readme_table}: run the '
+                                        'benchmark there first')
+            print(readme_table(data), end='')
+            return 0
         opts = options(args, argv)
         from cim_mm.benchmark.specs import parse_methods
-        parse_methods(opts['methods'])  # an unknown name fails first, in one line
+        try:  # an unknown name fails first, in one line: the names are the user's
+            if opts['ablate']:
+                from cim_mm.benchmark.ablations import parse_ablations
+                parse_ablations(opts['ablate'])
+            else:
+                parse_methods(opts['methods'], opts['track'])
+        except ValueError as err:  # (--methods / --ablate)
+            raise UserError(str(err)) from None
         _check_data_root(opts)
         if opts['device'].startswith('cuda'):
             import torch
             if not torch.cuda.is_available():
-                raise ValueError(f'--scale {args.scale} runs on CUDA but no GPU is visible; '
+                raise UserError(f'--scale {args.scale} runs on CUDA but no GPU is visible; '
                                  'pass --device cpu to try its shapes on the CPU (slow)')
         if args.threads:
             import torch

@@ -24,6 +24,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 import cim_mm  # noqa: E402,F401  (registers modules, checkpoint safety)
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
+from cim_mm.utils.errors import UserError  # noqa: E402
 from cim_mm.utils.safe_checkpoint import safe_load  # noqa: E402
 
 
@@ -84,13 +85,13 @@ def main(argv: list[str] | None = None) -> None:
         ckpt = safe_load(args.checkpoint)
         state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
         if not isinstance(state, dict):
-            raise ValueError(f'{args.checkpoint} holds no state dict')
+            raise UserError(f'{args.checkpoint} holds no state dict')
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         problem = key_mismatch(set(model.state_dict()),
                                {k[len('module.'):] if k.startswith('module.') else k
                                 for k in state})
         if problem and not args.allow_mismatch:
-            raise ValueError(
+            raise UserError(
                 f'checkpoint {args.checkpoint} does not match the model of '
                 f'{args.config}: {problem}; pass the checkpoint this config was trained '
                 'to (convert a CIM pre-training checkpoint with '

@@ -21,6 +21,7 @@ import cim_mm  # noqa: E402,F401  (registers modules, checkpoint safety)
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.config_check import check_config  # noqa: E402
 from cim_mm.utils.cpu_threads import set_cpu_threads  # noqa: E402
+from cim_mm.utils.errors import UserError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,7 +76,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.load_from = args.resume
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise ValueError(
+            raise UserError(
                 f'--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=N) in '
                 f'{args.config}: add it (N = the total batch its lr is set for) or '
                 'drop the flag')
@@ -83,6 +84,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     if args.cfg_options is not None:  # first, so loader fix-ups below see them
         cfg.merge_from_dict(args.cfg_options)
+    amp_to_fp32_without_accelerator(cfg)
     default_loader = ConfigDict(pin_memory=True, persistent_workers=True,
                                 collate_fn=dict(type='default_collate'))
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -98,6 +100,36 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             loader['persistent_workers'] = False
         cfg[field] = loader
     return cfg
+
+
+def amp_to_fp32_without_accelerator(cfg: Config) -> None:
+    """An AMP optimizer wrapper (``AmpOptimWrapper`` or a subclass: recipes,
+    ``--amp``) needs CUDA / NPU / MLU / MUSA. Without one, train in float32 with
+    its plain counterpart (``OptimWrapper``; ``XAmpOptimWrapper`` ->
+    ``XOptimWrapper`` where registered), drop the AMP-only keys, and say so in
+    one line."""
+    from mmengine.device import (is_cuda_available, is_mlu_available,
+                                 is_musa_available, is_npu_available)
+    from mmengine.optim import AmpOptimWrapper
+    from mmpretrain.registry import OPTIM_WRAPPERS
+    wrapper = cfg.get('optim_wrapper', None)
+    if not isinstance(wrapper, dict) or any(
+            f() for f in (is_cuda_available, is_npu_available, is_mlu_available,
+                          is_musa_available)):
+        return
+    typ = wrapper.get('type', 'OptimWrapper')
+    cls = typ if isinstance(typ, type) else OPTIM_WRAPPERS.get(typ)
+    if cls is None or not issubclass(cls, AmpOptimWrapper):
+        return
+    plain = cls.__name__.replace('AmpOptimWrapper', 'OptimWrapper')
+    plain_cls = OPTIM_WRAPPERS.get(plain)
+    if plain_cls is None or issubclass(plain_cls, AmpOptimWrapper):
+        plain = 'OptimWrapper'
+    wrapper.type = plain
+    for key in ('loss_scale', 'dtype', 'use_fsdp'):
+        wrapper.pop(key, None)
+    print(f'train.py: warning: no CUDA device: {cls.__name__} replaced by {plain}, '
+          'training in float32', file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,6 +34,7 @@ import cim_mm  # noqa: E402,F401  (registers modules, checkpoint safety)
 from cim_mm.models.tokenizers.vq_tokenizer import evaluate_psnr  # noqa: E402
 from cim_mm.utils import atomic_torch_save  # noqa: E402
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
+from cim_mm.utils.errors import UserError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
             cfg.work_dir = osp.join(
                 './work_dirs', osp.splitext(osp.basename(args.config))[0])
         if cfg.get('eval_dataloader', None) is None:
-            raise KeyError(f'{args.config} has no eval_dataloader (the split '
+            raise UserError(f'{args.config} has no eval_dataloader (the split '
                            'to measure reconstruction PSNR on)')
         out = args.out or osp.join(cfg.work_dir, 'tokenizer.pth')
         _set_cpu_threads(cfg, args.cpu_threads)

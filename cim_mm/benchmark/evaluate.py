@@ -45,9 +45,13 @@ def build_eval_backbone(cfg: dict, state_dict: Optional[dict] = None,
 
 
 def pooled_features(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] -> [B, C]: mean of the final-normed patch tokens."""
+    """[B, 3, H, W] -> [B, C]: mean of the final-normed patch tokens (ViT,
+    ``[B, N, C]``) or global average of the last feature map (CNN,
+    ``[B, C, h, w]``)."""
     out = backbone(x)
     tokens = out[-1] if isinstance(out, (list, tuple)) else out  # [B, N, C]
+    if tokens.dim() == 4:  # CNN feature map [B, C, h, w]
+        return tokens.mean(dim=(2, 3))
     extra = getattr(backbone, 'num_extra_tokens', 1)
     return tokens[:, extra:].mean(dim=1)
 

@@ -1,6 +1,14 @@
 """Write the benchmark's results: ``results.md``, ``results.json``,
 ``results.csv`` and PNG plots (matplotlib, Agg backend).
 
+Seeds: ``results.json`` keeps one row per run (method x seed, ``methods``)
+and one per method (``summary``: median, min and max over its seeds of every
+figure); ``results.csv`` has the summary rows (median in the figure's column,
+``<figure>_min`` / ``<figure>_max`` beside it), ``results_seeds.csv`` the runs.
+In the tables a method shows ``median (min–max)``; **bold** marks the best
+median of a column and every method whose min–max range overlaps the best's:
+differences inside the seed spread are ties.
+
 Plots: ``quality.png`` (k-NN / linear / fine-tune top-1 per method),
 ``cost.png`` (pre-training throughput and peak memory per method),
 ``cim_breakdown.png`` (where a CIM step's time goes).
@@ -10,6 +18,7 @@ from __future__ import annotations
 import csv
 import os
 import os.path as osp
+import statistics
 from typing import Optional
 
 from .io import write_json
@@ -20,6 +29,10 @@ CSV_COLUMNS = (
     'mem_delta_mb', 'knn_top1', 'linear_top1', 'finetune_top1', 'params_backbone_m',
     'params_trainable_m', 'cim_corruption_share', 'cim_enhancer_share', 'cim_other_share',
     'eval_s', 'total_s', 'error')
+METRICS = ('knn_top1', 'linear_top1', 'finetune_top1')
+SPREAD_COLUMNS = METRICS + ('pretrain_iters', 'pretrain_images', 'img_per_s', 'peak_mem_mb')
+SUMMARY_COLUMNS = ('method', 'label', 'status', 'n_seeds', 'n_ok') + CSV_COLUMNS[3:] + tuple(
+    f'{k}_{e}' for k in SPREAD_COLUMNS for e in ('min', 'max'))
 SEGMENT_LABELS = (
     ('tok_encode', 'tokenizer encode'), ('gen_fwd', 'generator fwd'),
     ('gen_bwd', 'generator bwd'), ('sample', 'sampling'), ('tok_decode', 'tokenizer decode'),
@@ -50,6 +63,64 @@ def flat_row(r: dict) -> dict:
     return {k: row.get(k) for k in CSV_COLUMNS}
 
 
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def summarize(results: list) -> list:
+    """Per method (in first-seen order): median / min / max of every numeric
+    figure over its finished seeds; ``status`` is ``ok`` when every seed
+    finished, ``partial`` when some did, else the first run's status."""
+    groups: dict = {}
+    for r in results:
+        groups.setdefault(r.get('method'), []).append(r)
+    out = []
+    for method, runs in groups.items():
+        ok = [flat_row(r) for r in runs if r.get('status') == 'ok']
+        first = flat_row(runs[0])
+        row = dict(method=method, label=(ok[0] if ok else first)['label'],
+                   n_seeds=len(runs), n_ok=len(ok),
+                   seeds=[r.get('seed') for r in runs],
+                   status='ok' if len(ok) == len(runs) else 'partial' if ok
+                   else first['status'],
+                   error=next((r.get('error') for r in runs if r.get('status') != 'ok'
+                               and r.get('error')), None))
+        for k in CSV_COLUMNS[3:]:
+            if k in ('error', ):
+                continue
+            vals = [o[k] for o in ok if _num(o.get(k))]
+            if vals:
+                row[k] = statistics.median(vals)
+                row[f'{k}_min'], row[f'{k}_max'] = min(vals), max(vals)
+            else:
+                row[k] = next((o[k] for o in ok if o.get(k) is not None), None)
+        out.append(row)
+    return out
+
+
+def ties(summary: list, key: str) -> set:
+    """Methods tied with the best median of ``key``: the best, and every
+    method whose [min, max] overlaps the best's."""
+    rows = [r for r in summary if r.get('n_ok') and _num(r.get(key))]
+    if not rows:
+        return set()
+    best = max(rows, key=lambda r: r[key])
+    lo, hi = best.get(f'{key}_min', best[key]), best.get(f'{key}_max', best[key])
+    return {r['method'] for r in rows
+            if r.get(f'{key}_max', r[key]) >= lo and r.get(f'{key}_min', r[key]) <= hi}
+
+
+def spread(row: dict, key: str, nd: int = 2) -> str:
+    """``median (min–max)`` over seeds, or the one value."""
+    v = row.get(key)
+    if not _num(v):
+        return '–'
+    lo, hi = row.get(f'{key}_min', v), row.get(f'{key}_max', v)
+    if row.get('n_ok', 1) > 1:
+        return f'{v:,.{nd}f} ({lo:,.{nd}f}–{hi:,.{nd}f})'
+    return f'{v:,.{nd}f}'
+
+
 def _fmt(v, nd: int = 1, pct: bool = False) -> str:
     if v is None:
         return '–'
@@ -65,40 +136,59 @@ def _best(rows: list, key: str) -> Optional[float]:
 
 
 def markdown(results: list, meta: dict, flops: Optional[dict] = None) -> str:
-    rows = [flat_row(r) for r in results]
-    ok = [r for r in rows if r['status'] == 'ok']
-    L = [f'# CIM benchmark — scale `{meta.get("scale")}`', '']
+    summary = summarize(results)
+    n_seeds = max((r['n_seeds'] for r in summary), default=1)
+    title = 'CIM ablation' if meta.get('ablation') else 'CIM benchmark'
+    track = meta.get('track') or 'vit'
+    L = [f'# {title} — scale `{meta.get("scale")}`'
+         + (f', track `{track}`' if track != 'vit' else ''), '']
+    seeds = meta.get('seeds') or [0]
     L.append(
         f'Device: {meta.get("device_name", meta.get("device"))}. Pre-training budget per '
         f'method: {meta.get("budget_desc")}; batch {meta.get("batch_size")}; evaluation: '
-        f'{meta.get("eval_desc")}. Command: `{meta.get("command", "")}`.')
+        f'{meta.get("eval_desc")}; seeds: {", ".join(str(s) for s in seeds)}. Command: '
+        f'`{meta.get("command", "")}`.')
+    if meta.get('seconds') is not None:
+        L.append(f'Wall time of the command: {_fmt_seconds(meta["seconds"])}.')
     if meta.get('tokenizer'):
         L.append(f'Tokenizer (CIM and BEiT): {meta["tokenizer"]}.')
     L += ['', '## Quality and cost', '']
-    best = {k: _best(ok, k) for k in ('knn_top1', 'linear_top1', 'finetune_top1')}
+    tied = {k: ties(summary, k) for k in METRICS}
 
     def q(r, k):
-        v = r.get(k)
-        s = _fmt(v, 2)
-        return f'**{s}**' if v is not None and v == best[k] else s
+        s = spread(r, k)
+        return f'**{s}**' if r['method'] in tied[k] else s
 
     L.append('| Method | k-NN top-1 (%) | Linear top-1 (%) | Fine-tune top-1 (%) | '
              'Pre-train steps | Images seen | Throughput (img/s) | Peak mem (MB) | '
              'Mem Δ (MB) | Status |')
     L.append('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|')
-    for r in rows:
-        status = 'ok' if r['status'] == 'ok' else f'**failed**: {r.get("error") or ""}'
+    for r in summary:
+        if r['status'] == 'ok':
+            status = 'ok' if r['n_seeds'] == 1 else f'ok ({r["n_ok"]} seeds)'
+        elif r['status'] == 'partial':
+            status = f'{r["n_ok"]} of {r["n_seeds"]} seeds; **failed**: {r.get("error") or ""}'
+        else:
+            status = f'**{r["status"]}**: {r.get("error") or ""}'
         L.append(f'| {r["label"]} | {q(r, "knn_top1")} | {q(r, "linear_top1")} | '
-                 f'{q(r, "finetune_top1")} | {_fmt(r["pretrain_iters"])} | '
-                 f'{_fmt(r["pretrain_images"])} | {_fmt(r["img_per_s"])} | '
-                 f'{_fmt(r["peak_mem_mb"], 0)} | {_fmt(r["mem_delta_mb"], 0)} | {status} |')
-    L += ['', 'Bold: best of the column. Throughput: images per second inside the '
+                 f'{q(r, "finetune_top1")} | {_fmt(r.get("pretrain_iters"), 0)} | '
+                 f'{_fmt(r.get("pretrain_images"), 0)} | {_fmt(r.get("img_per_s"))} | '
+                 f'{_fmt(r.get("peak_mem_mb"), 0)} | {_fmt(r.get("mem_delta_mb"), 0)} | '
+                 f'{status} |')
+    if n_seeds > 1:
+        L += ['', f'Top-1: median over {n_seeds} seeds (min–max); other columns: medians. '
+              '**Bold**: the best median of the column and every method whose min–max '
+              'range overlaps the best\'s (a tie: the difference is inside the seed spread).']
+    else:
+        L += ['', 'Bold: best of the column (one seed: no spread is known; differences of '
+              '~1 point are within run-to-run noise, see docs/benchmark.md).']
+    L += ['Throughput: images per second inside the '
           'training step (data loading excluded; first 2 steps excluded). Peak mem: '
           f'{meta.get("mem_method", "peak memory of the pre-training loop")}; Mem Δ: '
           'the same minus the memory in use before pre-training.']
 
-    cims = [r for r in results if r.get('status') == 'ok'
-            and (r.get('pretrain') or {}).get('cim_breakdown')]
+    cims = _first_seed([r for r in results if r.get('status') == 'ok'
+                        and (r.get('pretrain') or {}).get('cim_breakdown')])
     if cims:
         every = cims[0]['pretrain']['cim_breakdown'].get('profile_every', 1)
         L += ['', '## Where a CIM step goes', '',
@@ -148,12 +238,65 @@ def markdown(results: list, meta: dict, flops: Optional[dict] = None) -> str:
     return '\n'.join(L)
 
 
+def _first_seed(results: list) -> list:
+    """One result per method (its first), for the per-step figures."""
+    seen: set = set()
+    out = []
+    for r in results:
+        if r.get('method') not in seen:
+            seen.add(r.get('method'))
+            out.append(r)
+    return out
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f'{s // 3600} h {s % 3600 // 60:02d} min' if s >= 3600 else \
+        f'{s // 60} min {s % 60:02d} s'
+
+
 def write_csv(results: list, path: str) -> None:
+    """The summary rows (one per method) into ``path``."""
     with open(path, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
+        w = csv.DictWriter(f, fieldnames=list(SUMMARY_COLUMNS), extrasaction='ignore')
+        w.writeheader()
+        for r in summarize(results):
+            w.writerow(r)
+
+
+def write_seed_csv(results: list, path: str) -> None:
+    """One row per run (method x seed)."""
+    with open(path, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=['seed'] + list(CSV_COLUMNS))
         w.writeheader()
         for r in results:
-            w.writerow(flat_row(r))
+            w.writerow(dict(flat_row(r), seed=r.get('seed')))
+
+
+def readme_table(data: dict) -> str:
+    """The README's table (markdown) from a ``results.json``: per method the
+    median top-1 over seeds with min–max, ties in bold, steps, images, img/s,
+    peak memory; then the command and its wall time."""
+    results = data.get('methods') or []
+    meta = data.get('meta') or {}
+    summary = summarize(results)
+    tied = {k: ties(summary, k) for k in METRICS}
+    L = ['| Method | k-NN | Linear | Fine-tune | Steps | Images seen | img/s | Peak mem (MB) |',
+         '|---|---:|---:|---:|---:|---:|---:|---:|']
+    for r in summary:
+        cells = [f'**{spread(r, k)}**' if r['method'] in tied[k] else spread(r, k)
+                 for k in METRICS]
+        L.append(f'| {r["label"]} | ' + ' | '.join(cells) + f' | '
+                 f'{_fmt(r.get("pretrain_iters"), 0)} | {_fmt(r.get("pretrain_images"), 0)} | '
+                 f'{_fmt(r.get("img_per_s"))} | {_fmt(r.get("peak_mem_mb"), 0)} |')
+    n = max((r['n_seeds'] for r in summary), default=1)
+    L += ['', f'Fashion-MNIST test top-1 (%), {meta.get("budget_desc", "")} of pre-training '
+          'per method' + (f', median of {n} seeds (min–max); bold: the best and its ties '
+                          '(ranges overlapping the best\'s)' if n > 1 else '')
+          + f'. Command: `{meta.get("command", "")}`'
+          + (f', wall time {_fmt_seconds(meta["seconds"])}' if meta.get('seconds') else '')
+          + '.']
+    return '\n'.join(L) + '\n'
 
 
 def plot_all(results: list, out_dir: str, meta: dict) -> list:
@@ -162,7 +305,7 @@ def plot_all(results: list, out_dir: str, meta: dict) -> list:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     import numpy as np
-    rows = [flat_row(r) for r in results if r.get('status') == 'ok']
+    rows = [r for r in summarize(results) if r.get('n_ok')]
     paths = []
     title = f'scale {meta.get("scale")}, {meta.get("budget_desc")}'
 
@@ -175,7 +318,10 @@ def plot_all(results: list, out_dir: str, meta: dict) -> list:
     w = 0.8 / max(len(keys), 1)
     for i, (k, lbl) in enumerate(keys):
         vals = [r.get(k) or 0. for r in rows]
-        bars = ax.bar(x + (i - (len(keys) - 1) / 2) * w, vals, w, label=lbl)
+        err = np.array([[v - r.get(f'{k}_min', v), r.get(f'{k}_max', v) - v]
+                        for v, r in zip(vals, rows)]).T.reshape(2, -1)
+        bars = ax.bar(x + (i - (len(keys) - 1) / 2) * w, vals, w, label=lbl,
+                      yerr=err if err.any() else None, capsize=2)
         ax.bar_label(bars, fmt='%.1f', fontsize=6, padding=1)
     ax.set_xticks(x, [r['label'] for r in rows], rotation=30, ha='right')
     ax.set_ylabel('top-1 (%)')
@@ -213,8 +359,8 @@ def plot_all(results: list, out_dir: str, meta: dict) -> list:
     paths.append(p)
 
     # CIM breakdown
-    cims = [r for r in results if r.get('status') == 'ok'
-            and (r.get('pretrain') or {}).get('cim_breakdown')]
+    cims = _first_seed([r for r in results if r.get('status') == 'ok'
+                        and (r.get('pretrain') or {}).get('cim_breakdown')])
     fig, ax = plt.subplots(figsize=(10, 1.8 + 0.6 * max(len(cims), 1)))
     cmap = plt.get_cmap('tab20')
     for j, r in enumerate(cims):
@@ -248,8 +394,10 @@ def write_report(results: list, out_dir: str, meta: dict,
     paths = dict(json=osp.join(out_dir, 'results.json'),
                  csv=osp.join(out_dir, 'results.csv'),
                  md=osp.join(out_dir, 'results.md'))
-    write_json(dict(meta=meta, methods=results, flops=flops), paths['json'])
+    write_json(dict(meta=meta, methods=results, summary=summarize(results), flops=flops),
+               paths['json'])
     write_csv(results, paths['csv'])
+    write_seed_csv(results, osp.join(out_dir, 'results_seeds.csv'))
     with open(paths['md'], 'w') as f:
         f.write(markdown(results, meta, flops))
     paths['png'] = plot_all(results, out_dir, meta)

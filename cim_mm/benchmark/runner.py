@@ -1,8 +1,10 @@
 """Run the whole benchmark: every method, resumably, with progress and ETA.
 
-For each selected method, in table order:
+For each selected method (or ablation, ``--ablate``) and seed (``--seeds N``:
+seeds ``seed .. seed + N - 1``), in table order; a run's folder is
+``WORK_DIR/<method>`` for seed 0 and ``WORK_DIR/<method>_seed<k>`` otherwise:
 
-1. ``WORK_DIR/<method>/result.json`` exists with the same settings -> skipped
+1. ``WORK_DIR/<run>/result.json`` exists with the same settings -> skipped
    (resumable; ``--force`` re-runs; other settings -> re-run, said so);
 2. otherwise :mod:`cim_mm.benchmark.worker` runs it -- in its own process by
    default (own peak memory, a crash stays contained; its full output goes to
@@ -42,15 +44,35 @@ def _fmt_s(s: float) -> str:
 
 
 # ------------------------------------------------------------------ settings
+# settings added later: in the fingerprint only when not at their default, so
+# results written before them still resume
+OPTIONAL_DEFAULTS = dict(track='vit', clock='wall')
+
+
 def fingerprint(opts: dict) -> dict:
     """What a finished result depends on: a result with other settings is stale."""
     keys = ('scale', 'arch', 'budget_s', 'iters', 'eval', 'eval_subset', 'batch_size',
             'seed', 'device', 'tokenizer_id', 'finetune_epochs', 'data_root')
-    return {k: opts.get(k) for k in keys}
+    fp = {k: opts.get(k) for k in keys}
+    for k, default in OPTIONAL_DEFAULTS.items():
+        if opts.get(k, default) != default:
+            fp[k] = opts[k]
+    return fp
+
+
+def run_name(method: str, seed: int) -> str:
+    """The folder of one run: ``<method>`` for seed 0, ``<method>_seed<k>``."""
+    return method if seed == 0 else f'{method}_seed{seed}'
+
+
+def seed_list(opts: dict) -> list[int]:
+    n = int(opts.get('seeds') or 1)
+    return [int(opts.get('seed', 0)) + i for i in range(n)]
 
 
 def finished(work_dir: str, method: str, fp: dict) -> tuple[bool, str]:
-    """(is finished with these settings, why not)."""
+    """(is finished with these settings, why not); ``method`` is the run's
+    folder name (:func:`run_name`)."""
     r = read_json(osp.join(work_dir, method, 'result.json'))
     if r is None:
         return False, 'no result.json'
@@ -137,7 +159,8 @@ def _stream(cmd: list, log_path: str, echo: Callable[[str], bool],
 def run_one(settings: dict, in_process: bool) -> tuple[bool, str]:
     """Run a worker; (ok, error line)."""
     method, work_dir = settings['method'], settings['work_dir']
-    out_dir = osp.join(work_dir, method)
+    run = settings.get('run_name', method)
+    out_dir = osp.join(work_dir, run)
     os.makedirs(out_dir, exist_ok=True)
     for stale in ('result.json', 'failed.json'):
         if osp.exists(osp.join(out_dir, stale)):
@@ -153,7 +176,7 @@ def run_one(settings: dict, in_process: bool) -> tuple[bool, str]:
             write_json(dict(method=method, status='failed', error=line[:500],
                             traceback=traceback.format_exc()[-4000:]),
                        osp.join(out_dir, 'failed.json'))
-            say(f'{method} | FAILED | {line}')
+            say(f'{run} | FAILED | {line}')
             return False, line
     settings_path = osp.join(out_dir, 'settings.json')
     write_json(settings, settings_path)
@@ -174,21 +197,27 @@ def run_one(settings: dict, in_process: bool) -> tuple[bool, str]:
 
 # ---------------------------------------------------------------------- all
 def run_benchmark(opts: dict) -> int:
-    """Run every selected method, write the report; returns the exit status."""
-    from .specs import LABELS, parse_methods
+    """Run every selected method x seed, write the report; returns the exit status."""
+    from .specs import label_of, parse_methods
     t0 = time.perf_counter()
     work_dir = osp.abspath(opts['work_dir'])
     os.makedirs(work_dir, exist_ok=True)
-    methods = parse_methods(opts.get('methods'))
+    if opts.get('ablate'):
+        from .ablations import parse_ablations
+        methods = parse_ablations(opts['ablate'])
+    else:
+        methods = parse_methods(opts.get('methods'), opts.get('track') or 'vit')
+    seeds = seed_list(opts)
+    units = [(m, s) for m in methods for s in seeds]
     scale = opts['scale']
-    needs_tok = any(m in ('cim-respix', 'cim-revdet', 'beit') for m in methods)
+    needs_tok = any(m.split('@')[0] in ('cim-respix', 'cim-revdet', 'beit') for m in methods)
     tok_path = None
-    if needs_tok and scale == 'cpu-small':
+    if needs_tok and scale == 'cpu-small' and not opts.get('report_only'):
         tok_path = ensure_tokenizer(opts.get('tokenizer', 'auto'))
     opts['tokenizer_ckpt'] = tok_path
     opts['tokenizer_id'] = tokenizer_id(tok_path) if scale == 'cpu-small' else \
         f'dalle:{opts.get("dalle_dir") or "random"}'
-    fp = fingerprint(opts)
+    fps = {s: fingerprint(dict(opts, seed=s)) for s in seeds}
     budget = opts['budget_s']
     eval_guess = EVAL_GUESS_S.get((scale, opts['eval_subset']), 60.) \
         if opts['eval'] != 'none' else 0.
@@ -197,15 +226,17 @@ def run_benchmark(opts: dict) -> int:
     eval_measured: list = []
     failed: dict = {}
     todo = []
-    for m in methods:
-        done, why = (False, 'forced') if opts.get('force') else finished(work_dir, m, fp)
+    for m, sd in ([] if opts.get('report_only') else units):
+        run = run_name(m, sd)
+        done, why = (False, 'forced') if opts.get('force') else \
+            finished(work_dir, run, fps[sd])
         if done:
-            say(f'{m}: finished earlier ({osp.join(osp.basename(work_dir), m, "result.json")}), '
+            say(f'{run}: finished earlier ({osp.join(osp.basename(work_dir), run, "result.json")}), '
                 'skipping')
         else:
             if why not in ('no result.json', 'forced'):
-                say(f'{m}: {why}: re-running')
-            todo.append(m)
+                say(f'{run}: {why}: re-running')
+            todo.append((m, sd))
     step_s: list = []  # measured s/step (for --iters runs)
 
     def estimate(m: str) -> float:
@@ -218,28 +249,34 @@ def run_benchmark(opts: dict) -> int:
             pre = budget
         return BUILD_GUESS_S + pre + ev
 
-    what = f'{opts["iters"]} steps' if opts.get('iters') else f'{_fmt_s(budget)}'
-    say(f'scale {scale}: {len(methods)} method(s), {len(todo)} to run, pre-training '
-        f'{what} each; ETA ~{_fmt_s(sum(estimate(m) for m in todo))}')
-    for i, m in enumerate(todo):
-        eta = sum(estimate(x) for x in todo[i:])
-        say(f'[{i + 1}/{len(todo)}] {m} ({LABELS[m]}): start; ETA for the rest ~{_fmt_s(eta)}')
-        settings = dict(opts, method=m, work_dir=work_dir, fingerprint=fp)
+    what = f'{opts["iters"]} steps' if opts.get('iters') else \
+        f'{_fmt_s(budget)} ({opts.get("clock") or "wall"} clock)'
+    say(f'scale {scale}{" / " + opts["track"] if opts.get("track") not in (None, "vit") else ""}: '
+        f'{len(methods)} method(s) x {len(seeds)} seed(s), {len(todo)} run(s) to do, '
+        f'pre-training {what} each; ETA ~{_fmt_s(sum(estimate(m) for m, _ in todo))}')
+    for i, (m, sd) in enumerate(todo):
+        run = run_name(m, sd)
+        eta = sum(estimate(x) for x, _ in todo[i:])
+        say(f'[{i + 1}/{len(todo)}] {run} ({label_of(m)}, seed {sd}): start; ETA for the '
+            f'rest ~{_fmt_s(eta)}')
+        settings = dict(opts, method=m, seed=sd, run_name=run, work_dir=work_dir,
+                        fingerprint=fps[sd])
         ts = time.perf_counter()
         ok, err = run_one(settings, opts.get('in_process', False))
         dt = time.perf_counter() - ts
         if ok:
-            r = read_json(osp.join(work_dir, m, 'result.json')) or {}
+            r = read_json(osp.join(work_dir, run, 'result.json')) or {}
             if r.get('eval_s') is not None and opts['eval'] != 'none':
                 eval_measured.append(float(r['eval_s']))
             pre = r.get('pretrain') or {}
             if pre.get('iters'):
                 step_s.append(pre['wall_s'] / pre['iters'])
-            say(f'[{i + 1}/{len(todo)}] {m}: done in {_fmt_s(dt)}')
+            say(f'[{i + 1}/{len(todo)}] {run}: done in {_fmt_s(dt)}; ETA for the rest '
+                f'~{_fmt_s(sum(estimate(x) for x, _ in todo[i + 1:]))}')
         else:
-            failed[m] = err
-            say(f'[{i + 1}/{len(todo)}] {m}: FAILED in {_fmt_s(dt)}: {err} '
-                f'(log: {osp.join(work_dir, m, "worker.log")})')
+            failed[run] = err
+            say(f'[{i + 1}/{len(todo)}] {run}: FAILED in {_fmt_s(dt)}: {err} '
+                f'(log: {osp.join(work_dir, run, "worker.log")})')
 
     # ---------------------------------------------------------------- flops
     flops = None
@@ -261,14 +298,19 @@ def run_benchmark(opts: dict) -> int:
 
     # --------------------------------------------------------------- report
     results = []
-    for m in methods:
-        r = read_json(osp.join(work_dir, m, 'result.json'))
+    for m, sd in units:
+        run = run_name(m, sd)
+        r = read_json(osp.join(work_dir, run, 'result.json'))
         if r is None or r.get('status') != 'ok':
-            f = read_json(osp.join(work_dir, m, 'failed.json')) or {}
-            r = dict(method=m, label=LABELS[m], status='failed' if m in failed or f else
-                     'missing', error=failed.get(m) or f.get('error'), scale=scale)
+            f = read_json(osp.join(work_dir, run, 'failed.json')) or {}
+            r = dict(method=m, label=label_of(m), status='failed' if run in failed or f
+                     else 'missing', error=failed.get(run) or f.get('error'), scale=scale)
+        r.setdefault('seed', sd)
+        r['label'] = label_of(m) if r.get('status') != 'ok' else r.get('label', label_of(m))
         results.append(r)
     meta = report_meta(opts, results, time.perf_counter() - t0)
+    meta['seeds'] = seeds
+    meta['ablation'] = bool(opts.get('ablate'))
     from .report import write_report
     paths = write_report(results, work_dir, meta, flops)
     pngs = ', '.join(osp.basename(p) for p in paths['png'])
@@ -276,8 +318,8 @@ def run_benchmark(opts: dict) -> int:
         f'{_fmt_s(time.perf_counter() - t0)}')
     if failed:
         names = ', '.join(f'{k} ({v})' for k, v in failed.items())
-        print(f'benchmark: error: {len(failed)} of {len(methods)} failed: {names}; logs in '
-              f'{work_dir}/<method>/worker.log', file=sys.stderr, flush=True)
+        print(f'benchmark: error: {len(failed)} of {len(units)} failed: {names}; logs in '
+              f'{work_dir}/<run>/worker.log', file=sys.stderr, flush=True)
         return 1
     return 0
 
@@ -303,7 +345,11 @@ def report_meta(opts: dict, results: list, seconds: float) -> dict:
     if opts.get('in_process'):
         notes.append('--in-process run: the methods shared one process, so peak memory '
                      'figures after the first method include earlier allocations.')
-    if opts['scale'] == 'cpu-small':
+    if opts['scale'] == 'cpu-small' and (opts.get('track') or 'vit') == 'resnet':
+        notes.append('Same ResNet-18, data and optimizer recipe (AdamW of the CPU demo, '
+                     'warm-up + cosine over the budget) for every method; the tokenizer '
+                     'training is not part of the budget (a given, like the DALL-E dVAE).')
+    elif opts['scale'] == 'cpu-small':
         notes.append('Same ViT, data and optimizer recipe (AdamW of the CPU demo, warm-up '
                      '+ cosine over the budget) for every method; the tokenizer training '
                      'is not part of the budget (a given, like the DALL-E dVAE).')
@@ -311,7 +357,9 @@ def report_meta(opts: dict, results: list, seconds: float) -> dict:
         scale=opts['scale'], device=opts['device'], device_name=dev or device_name(opts['device']),
         budget_s=opts['budget_s'], iters=opts.get('iters'),
         budget_desc=(f'{opts["iters"]} steps' if opts.get('iters') else
-                     f'{opts["budget_s"]:.0f} s wall clock'),
+                     f'{opts["budget_s"]:.0f} s ' + ('wall clock' if (opts.get('clock') or 'wall')
+                                                   == 'wall' else 'process CPU time / threads')),
+        track=opts.get('track') or 'vit', clock=opts.get('clock') or 'wall',
         batch_size=opts.get('batch_size') or next(
             ((r.get('pretrain') or {}).get('batch_size') for r in results
              if (r.get('pretrain') or {}).get('batch_size')), 'the config\'s'),

@@ -25,6 +25,18 @@ TOKENIZER_CONFIG = 'configs/tokenizers/vqtokenizer_d4-v512_fashion-mnist-32px.py
 TOKENIZER_DIR = 'work_dirs/vqtokenizer_d4-v512_fashion-mnist-32px'
 
 SCALES = ('cpu-small', 'gpu')
+# cpu-small tracks: the tiny ViT (the CIM demo) or the demo ResNet-18 (w32)
+TRACKS = ('vit', 'resnet')
+CPU_SMALL_CONFIGS = {
+    'vit': {
+        'cim-respix': 'configs/cim/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py',
+        'cim-revdet': 'configs/cim/cim-revdet_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py',
+    },
+    'resnet': {
+        'cim-respix': 'configs/cim/cim-respix_resnet18-w32_1xb64-500it_fashion-mnist-32px.py',
+        'cim-revdet': 'configs/cim/cim-revdet_resnet18-w32_1xb64-500it_fashion-mnist-32px.py',
+    },
+}
 EVAL_SUBSETS = {
     # train features for k-NN / linear probe, test images, fine-tune images
     'small': dict(feat_train=256, test=128, finetune_train=128),  # smoke tests
@@ -69,6 +81,8 @@ class Scale:
     contrastive_hidden: int = 512
     densecl_queue: int = 4096
     notes: list = field(default_factory=list)
+    track: str = 'vit'  # 'vit' | 'resnet' (cpu-small)
+    resnet: dict = field(default_factory=dict)  # resnet track: the demo ResNet's arguments
 
     @property
     def grid(self) -> int:
@@ -126,20 +140,22 @@ def _min_lr_ratio(cfg) -> float:
     return float(cos['eta_min']) / float(cfg.optim_wrapper.optimizer.lr)
 
 
-def cpu_small(tokenizer_ckpt: Optional[str], batch_size: Optional[int] = None) -> Scale:
+def cpu_small(tokenizer_ckpt: Optional[str], batch_size: Optional[int] = None,
+              track: str = 'vit') -> Scale:
     """The CPU demo's backbone / data / recipe (see module doc).
 
     ``tokenizer_ckpt``: the VQ tokenizer weights, or None for a random
-    (untrained) tokenizer -- only for smoke tests.
+    (untrained) tokenizer -- only for smoke tests. ``track='resnet'``: the CIM
+    ResNet-18 (w32) demo configs; ``resnet`` then holds that backbone's
+    arguments and ``embed_dims`` its C5 width (the evaluated feature).
     """
-    configs = {
-        'cim-respix': 'configs/cim/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py',
-        'cim-revdet': 'configs/cim/cim-revdet_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py',
-    }
+    if track not in TRACKS:
+        raise ValueError(f'unknown track {track!r}; choose from {", ".join(TRACKS)}')
+    configs = dict(CPU_SMALL_CONFIGS[track])
     cfgs = {k: _load(v) for k, v in configs.items()}
     demo = cfgs['cim-respix']
     tok = _to_dict(demo.model.tokenizer)
-    tok['checkpoint'] = tokenizer_ckpt
+    tok.update(checkpoint=tokenizer_ckpt, allow_random_init=tokenizer_ckpt is None)
     models = {}
     for k, c in cfgs.items():
         m = _to_dict(c.model)
@@ -150,10 +166,17 @@ def cpu_small(tokenizer_ckpt: Optional[str], batch_size: Optional[int] = None) -
     pipeline = [_to_dict(t) for t in demo.train_pipeline]
     mask = _find(pipeline, 'BEiTMaskGenerator')
     base = [t for t in pipeline if t['type'] not in ('BEiTMaskGenerator', 'PackInputs')]
+    resnet: dict = {}
+    if track == 'resnet':
+        resnet = _to_dict(bb)
+        bb = _load(CPU_SMALL_CONFIGS['vit']['cim-respix']).model.backbone  # grid / size
     patch = int(bb.patch_size)
-    return Scale(
+    embed = _embed_dims(_to_dict(bb.arch))
+    if resnet:  # ResNet basic blocks: C5 = base_channels * 2**3
+        embed = int(resnet.get('base_channels', 64)) * 8
+    scale = Scale(
         name='cpu-small', img_size=int(bb.img_size), patch_size=patch,
-        arch=_to_dict(bb.arch), embed_dims=_embed_dims(_to_dict(bb.arch)),
+        arch=_to_dict(bb.arch), embed_dims=embed,
         mean=list(dp.mean), std=list(dp.std), to_rgb=bool(dp.get('to_rgb', False)),
         batch_size=int(batch_size or demo.train_dataloader.batch_size),
         cim_configs=configs, cim_models=models, tokenizer=tok,
@@ -175,7 +198,13 @@ def cpu_small(tokenizer_ckpt: Optional[str], batch_size: Optional[int] = None) -
                          model_patch_size=patch, mask_ratio=0.6),
         contrastive_hidden=512, densecl_queue=4096,
         notes=['cpu-small: the CPU demo backbone and recipe on real Fashion-MNIST '
-               '(32 px, 60000 train images).'])
+               '(32 px, 60000 train images).'], track=track, resnet=resnet)
+    if resnet:
+        scale.notes = [
+            'cpu-small resnet track: the CIM demo ResNet-18 (stem/base 32 channels, '
+            'strides (1, 1, 1, 2): C5 [256, 4, 4] at 32 px) for every method, the demo\'s '
+            'AdamW recipe (no decay on norms / biases) on real Fashion-MNIST (32 px).']
+    return scale
 
 
 def gpu(arch: str = 'vit-b', dalle_dir: Optional[str] = None,
@@ -236,12 +265,15 @@ def gpu(arch: str = 'vit-b', dalle_dir: Optional[str] = None,
 def build_scale(name: str, tokenizer_ckpt: Optional[str] = None,
                 arch: str = 'vit-b', dalle_dir: Optional[str] = None,
                 batch_size: Optional[int] = None,
-                data_root: Optional[str] = None) -> Scale:
+                data_root: Optional[str] = None, track: str = 'vit') -> Scale:
     """The scale ``name``; ``data_root`` replaces its Fashion-MNIST folder
-    (the extracted idx files, see ``tools/prepare_fashion_mnist.sh``)."""
+    (the extracted idx files, see ``tools/prepare_fashion_mnist.sh``);
+    ``track`` picks the cpu-small backbone (``vit`` or ``resnet``)."""
     if name == 'cpu-small':
-        scale = cpu_small(tokenizer_ckpt, batch_size)
+        scale = cpu_small(tokenizer_ckpt, batch_size, track)
     elif name == 'gpu':
+        if track != 'vit':
+            raise ValueError(f'--track {track} exists at --scale cpu-small only')
         scale = gpu(arch, dalle_dir, batch_size)
     else:
         raise ValueError(f'unknown scale {name!r}; choose from {", ".join(SCALES)}')

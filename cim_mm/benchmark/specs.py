@@ -41,6 +41,8 @@ class MethodSpec:
     needs_tokenizer: bool = False
     is_cim: bool = False
     notes: list = field(default_factory=list)
+    # dotted options of the optimizer wrapper (ablations), e.g. {'clip_grad.max_norm': 1}
+    optim_options: dict = field(default_factory=dict)
 
 
 def _vit_eval(scale: Scale) -> dict:
@@ -236,19 +238,49 @@ _BUILDERS: dict[str, Callable[[Scale], MethodSpec]] = {
 }
 
 
-def parse_methods(text: Optional[str]) -> list[str]:
-    """'cim-respix,mae' -> ['cim-respix', 'mae'] in table order; None/'all': all."""
+def track_methods(track: str = 'vit') -> tuple:
+    """The methods of a track, in table order."""
+    if track == 'resnet':
+        from .specs_resnet import RESNET_METHODS
+        return RESNET_METHODS
+    return METHODS
+
+
+def label_of(name: str) -> str:
+    """Table label of a method or an ablation (``cim-revdet@temp0``)."""
+    from .specs_resnet import RESNET_LABELS
+    if '@' in name:
+        from .ablations import ablation_label
+        return ablation_label(name)
+    return RESNET_LABELS.get(name, name)
+
+
+def parse_methods(text: Optional[str], track: str = 'vit') -> list[str]:
+    """'cim-respix,mae' -> ['cim-respix', 'mae'] in table order; None/'all': all
+    methods of ``track``."""
+    methods = track_methods(track)
     if not text or text == 'all':
-        return list(METHODS)
+        return list(methods)
     wanted = [m.strip().lower() for m in text.split(',') if m.strip()]
-    unknown = [m for m in wanted if m not in METHODS]
+    unknown = [m for m in wanted if m not in methods]
     if unknown:
-        raise ValueError(f'unknown method(s) {", ".join(unknown)}; choose from '
-                         f'{", ".join(METHODS)}')
-    return [m for m in METHODS if m in wanted]
+        raise ValueError(f'unknown method(s) {", ".join(unknown)} for --track {track}; '
+                         f'choose from {", ".join(methods)}')
+    return [m for m in methods if m in wanted]
 
 
 def build_spec(name: str, scale: Scale) -> MethodSpec:
+    """The spec of method ``name`` on ``scale`` (its track), or of an ablation
+    ``<cim method>@<knob>`` (:mod:`.ablations`)."""
+    if '@' in name:
+        from .ablations import build_ablation_spec
+        return build_ablation_spec(name, scale)
+    if scale.track == 'resnet':
+        from .specs_resnet import RESNET_BUILDERS, RESNET_METHODS
+        if name not in RESNET_BUILDERS:
+            raise ValueError(f'unknown method {name!r} for --track resnet; choose from '
+                             f'{", ".join(RESNET_METHODS)}')
+        return RESNET_BUILDERS[name](scale)
     if name not in _BUILDERS:
         raise ValueError(f'unknown method {name!r}; choose from {", ".join(METHODS)}')
     return _BUILDERS[name](scale)

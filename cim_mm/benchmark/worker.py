@@ -6,6 +6,7 @@ is its own and a crash cannot take the other methods down.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import os.path as osp
@@ -41,6 +42,13 @@ def _channels_last(model: torch.nn.Module) -> None:
             mod.to(memory_format=torch.channels_last)
 
 
+def _set_dotted(d: dict, dotted: str, value) -> None:
+    keys = dotted.split('.')
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+    d[keys[-1]] = value
+
+
 def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> dict:
     """Pre-train + evaluate one method; returns (and writes) its result."""
     from mmengine.logging import MMLogger
@@ -66,8 +74,9 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
     if settings.get('threads'):
         torch.set_num_threads(int(settings['threads']))
     name = settings['method']
-    log = log or _log_fn(name)
-    out_dir = osp.join(settings['work_dir'], name)
+    run = settings.get('run_name', name)  # <method> or <method>_seed<k>
+    log = log or _log_fn(run)
+    out_dir = osp.join(settings['work_dir'], run)
     os.makedirs(out_dir, exist_ok=True)
     t_total = time.perf_counter()
     device = torch.device(settings['device'])
@@ -77,9 +86,11 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
                         arch=settings.get('arch', 'vit-b'),
                         dalle_dir=settings.get('dalle_dir'),
                         batch_size=settings.get('batch_size'),
-                        data_root=settings.get('data_root'))
+                        data_root=settings.get('data_root'),
+                        track=settings.get('track') or 'vit')
     spec = build_spec(name, scale)
     result = dict(method=name, label=spec.label, scale=scale.name, status='running',
+                  seed=settings['seed'], track=scale.track,
                   settings=settings['fingerprint'], notes=list(scale.notes) + list(spec.notes),
                   device=settings['device'])
     from .cost import device_name
@@ -100,14 +111,17 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
                                        num_workers=settings.get('num_workers',
                                                                 scale.num_workers),
                                        seed=settings['seed'])
-        optim = build_optim_wrapper(model, scale.optim_wrapper, device)
+        optim_cfg = copy.deepcopy(scale.optim_wrapper)
+        for key, value in spec.optim_options.items():  # ablations
+            _set_dotted(optim_cfg, key, value)
+        optim = build_optim_wrapper(model, optim_cfg, device)
         budget = settings['budget_s']
         iters = settings.get('iters')
         what = f'{iters} steps' if iters else f'{budget:.0f} s budget'
         log(f'pretrain | start: {what}, batch {scale.batch_size}')
         pre = pretrain(model, loader, optim, device=device, budget_s=budget, iters=iters,
                        warmup_frac=scale.warmup_frac, min_lr_ratio=scale.min_lr_ratio,
-                       log=log, is_cim=spec.is_cim)
+                       log=log, is_cim=spec.is_cim, clock=settings.get('clock') or 'wall')
         result['pretrain'] = pre
         log(f'pretrain | done: {pre["iters"]} steps ({pre["images"]} images) in '
             f'{pre["wall_s"]:.0f} s, {pre["img_per_s"]:.1f} img/s, peak mem '
@@ -154,7 +168,8 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
             log(f'eval | fine-tune top-1 {ev["finetune_top1"]:.2f} %')
         ev.update(feat_train=len(train_imgs), test=len(test_imgs),
                   finetune_train=sub['finetune_train'] if mode == 'all' else 0,
-                  feature='mean of final-normed patch tokens', knn_k=20, knn_t=0.07)
+                  feature=('global average of C5' if scale.track == 'resnet'
+                           else 'mean of final-normed patch tokens'), knn_k=20, knn_t=0.07)
     result['eval'] = ev
     result['eval_s'] = round(time.perf_counter() - t_eval, 1)
     result['total_s'] = round(time.perf_counter() - t_total, 1)
@@ -168,14 +183,15 @@ def main(argv: Optional[list] = None) -> int:
     with open(argv[0]) as f:
         settings = json.load(f)
     name = settings['method']
-    out_dir = osp.join(settings['work_dir'], name)
+    out_dir = osp.join(settings['work_dir'], settings.get('run_name', name))
     try:
         run_method(settings)
     except BaseException as err:  # noqa: BLE001  (report any failure, then exit 1)
         os.makedirs(out_dir, exist_ok=True)
         first = (str(err).strip().splitlines() or [''])[0]
         line = f'{type(err).__name__}: {first}'
-        write_json(dict(method=name, status='failed', error=line[:500],
+        write_json(dict(method=name, seed=settings.get('seed'), status='failed',
+                        error=line[:500],
                         traceback=traceback.format_exc()[-4000:]),
                    osp.join(out_dir, 'failed.json'))
         print(f'[benchmark] {name} | FAILED | {line}', flush=True)

@@ -5,6 +5,7 @@ Each fix is found by running the stack, and each has a test in
 """
 from __future__ import annotations
 
+from .dist_compat import install_dist_compat
 from .safe_checkpoint import install_checkpoint_safety
 
 
@@ -12,6 +13,7 @@ def install_compat() -> None:
     """Install every compatibility fix. Idempotent."""
     install_checkpoint_safety()
     install_scipy_interp2d_shim()
+    install_dist_compat()
 
 
 # ---------------------------------------------------------------------------

@@ -5,7 +5,9 @@ CIM ties four grids together: the tokenizer's token grid
 enhancer's patch grid and the mask grid of ``BEiTMaskGenerator``; ResPix also
 needs ``head.patch_size x grid = image size``. A mismatch otherwise shows up
 as a shape error deep inside a forward pass (or not at all: a padded ViT
-silently changes its grid).
+silently changes its grid). The generator's ``vocab_size`` must also be the
+tokenizer's: otherwise the first step fails inside decode (an ``IndexError``, a
+device-side assert on CUDA) or the cross-entropy.
 
 - :func:`check_model_geometry` runs on a built CIM (``CIM.__init__``);
 - :func:`check_config` runs on a config before anything is built
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import inspect
 from typing import Any, Iterator, Optional
+
+from .errors import UserError
 
 __all__ = ['check_config', 'check_model_geometry']
 
@@ -48,24 +52,40 @@ def _patch_embed_geometry(module: Any) -> tuple[Optional[Pair], Optional[Pair]]:
     return size, kernel
 
 
-def check_model_geometry(model: Any) -> None:
-    """Raise ``ValueError`` (one line) if the grids of a built CIM disagree.
+def _check_vocab(gen_vocab: Any, tok_vocab: Any, where: str = '') -> None:
+    """The generator's classes must be the tokenizer's codes: a larger vocabulary
+    samples ids the decoder cannot look up (IndexError, a device-side assert on
+    CUDA), a smaller one cannot score the tokenizer's ids (cross-entropy)."""
+    if isinstance(gen_vocab, int) and isinstance(tok_vocab, int) and gen_vocab != tok_vocab:
+        raise UserError(
+            f'{where}generator.vocab_size {gen_vocab} != {where}tokenizer.vocab_size '
+            f'{tok_vocab}: the generator predicts the tokenizer\'s codes, set '
+            f'{where}generator.vocab_size={tok_vocab}')
 
-    Checks what can be known before a forward pass: tokenizer view / tokenizer
-    downsample, generator input and patch size, a ViT enhancer's input and patch
-    size, a per-patch neck's ``out_size``, ResPix ``patch_size`` and the head's
-    ``in_channels``. Unknown pieces (a custom tokenizer without ``downsample``,
-    a CNN enhancer without a fixed grid) are skipped; ``CIM.loss`` checks the
-    rest on the first batch.
+
+def check_model_geometry(model: Any) -> None:
+    """Raise :class:`UserError` (one line) if the grids of a built CIM disagree.
+
+    Checks what can be known before a forward pass: the generator's vocabulary
+    against the tokenizer's, tokenizer view / tokenizer downsample, generator
+    input and patch size, a ViT enhancer's input and patch size, a per-patch
+    neck's ``out_size``, ResPix ``patch_size`` and the head's ``in_channels``.
+    Unknown pieces (a custom tokenizer without ``downsample``, a CNN enhancer
+    without a fixed grid) are skipped; ``CIM.loss`` checks the rest on the
+    first batch.
     """
     tok = model.tokenizer
+    gen_head = getattr(model.generator, 'head', None)
+    _check_vocab(getattr(model.generator, 'vocab_size', None),
+                 getattr(tok, 'vocab_size', None))
+    _check_vocab(getattr(gen_head, 'out_features', None), getattr(tok, 'vocab_size', None))
     dp = model.data_preprocessor
     down = getattr(tok, 'downsample', None)
     tok_size = _pair(getattr(dp, 'tokenizer_img_size', None))
     grid: Optional[Pair] = None
     if isinstance(down, int) and tok_size is not None:
         if tok_size[0] % down or tok_size[1] % down:
-            raise ValueError(
+            raise UserError(
                 f'data_preprocessor.tokenizer_img_size {_fmt(tok_size)} is not divisible '
                 f'by the tokenizer downsample {down}: set tokenizer_img_size to token '
                 f'grid x {down} (e.g. {tok_size[0] // down * down or down})')
@@ -73,27 +93,29 @@ def check_model_geometry(model: Any) -> None:
 
     # generator: sees the tokenizer view, one patch per token
     gen_size, gen_patch = _patch_embed_geometry(getattr(model.generator, 'backbone', None))
+    if getattr(model, 'generator_input', 'tokenizer') == 'enhancer':
+        gen_size = None  # it sees the enhancer view: only its grid must be the token grid
     if gen_size is not None:
         if gen_size[0] % gen_patch[0] or gen_size[1] % gen_patch[1]:
-            raise ValueError(
+            raise UserError(
                 f'generator.backbone.patch_size {gen_patch[0]} does not divide its '
                 f'img_size {_fmt(gen_size)}: set generator.backbone.img_size to '
                 'data_preprocessor.tokenizer_img_size and patch_size to the tokenizer '
                 'downsample')
         if tok_size is not None and gen_size != tok_size:
-            raise ValueError(
+            raise UserError(
                 f'generator.backbone.img_size {_fmt(gen_size)} != '
                 f'data_preprocessor.tokenizer_img_size {_fmt(tok_size)}: the generator '
                 f'sees the tokenizer view, set generator.backbone.img_size={tok_size[0]}')
         if isinstance(down, int) and gen_patch != (down, down):
-            raise ValueError(
+            raise UserError(
                 f'generator.backbone.patch_size {gen_patch[0]} != tokenizer downsample '
                 f'{down}: one generator patch must be one token, set '
                 f'generator.backbone.patch_size={down}')
     elif grid is not None and hasattr(model.generator, 'patch_resolution'):
         gen_grid = _pair(model.generator.patch_resolution)
         if gen_grid is not None and gen_grid != grid:
-            raise ValueError(
+            raise UserError(
                 f'generator grid {_fmt(gen_grid)} != token grid {_fmt(grid)} '
                 '(tokenizer_img_size / tokenizer downsample): set the generator '
                 'img_size / patch_size to match')
@@ -103,13 +125,13 @@ def check_model_geometry(model: Any) -> None:
     enh_grid: Optional[Pair] = None
     if enh_size is not None:
         if enh_size[0] % enh_patch[0] or enh_size[1] % enh_patch[1]:
-            raise ValueError(
+            raise UserError(
                 f'backbone patch_size {enh_patch[0]} does not divide backbone img_size '
                 f'{_fmt(enh_size)} (the ViT would pad and change its grid): use an '
                 f'img_size that is a multiple of {enh_patch[0]}')
         enh_grid = (enh_size[0] // enh_patch[0], enh_size[1] // enh_patch[1])
         if grid is not None and not model.with_neck and enh_grid != grid:
-            raise ValueError(
+            raise UserError(
                 f'enhancer patch grid {_fmt(enh_grid)} (backbone img_size '
                 f'{_fmt(enh_size)} / patch_size {enh_patch[0]}) != token grid '
                 f'{_fmt(grid)} (tokenizer_img_size {_fmt(tok_size)} / downsample {down}): '
@@ -118,7 +140,7 @@ def check_model_geometry(model: Any) -> None:
     if model.with_neck and grid is not None:
         out_size = _pair(getattr(model.neck, 'out_size', None))
         if out_size is not None and out_size != grid:
-            raise ValueError(
+            raise UserError(
                 f'neck.out_size {_fmt(out_size)} != token grid {_fmt(grid)} '
                 f'(tokenizer_img_size / downsample): set neck.out_size=({grid[0]}, '
                 f'{grid[1]})')
@@ -128,7 +150,7 @@ def check_model_geometry(model: Any) -> None:
     patch = getattr(head, 'patch_size', None)
     if isinstance(patch, int) and enh_size is not None and grid is not None:
         if (patch * grid[0], patch * grid[1]) != enh_size:
-            raise ValueError(
+            raise UserError(
                 f'head.patch_size {patch} x token grid {_fmt(grid)} != image size '
                 f'{_fmt(enh_size)}: ResPix regresses one patch per token, set '
                 f'head.patch_size={enh_size[0] // grid[0]}')
@@ -137,7 +159,7 @@ def check_model_geometry(model: Any) -> None:
     embed_dims = getattr(model.backbone, 'embed_dims', None)
     if (not model.with_neck and isinstance(in_features, int)
             and isinstance(embed_dims, int) and in_features != embed_dims):
-        raise ValueError(
+        raise UserError(
             f'head.in_channels {in_features} != backbone embed_dims {embed_dims}: '
             f'set head.in_channels={embed_dims}')
 
@@ -204,11 +226,14 @@ def _output_size(pipeline: list) -> Optional[Pair]:
 
 
 def check_config(cfg: Any) -> None:
-    """Raise ``ValueError`` (one line) for a CIM config whose grids disagree.
+    """Raise :class:`UserError` (one line) for a CIM config whose grids or
+    vocabularies disagree.
 
-    Checks every ``BEiTMaskGenerator`` of the train pipeline (mask not larger
-    than its grid, mask grid = token grid) and the pipeline's output size
-    against a ViT enhancer's ``img_size`` and ResPix ``patch_size x grid``.
+    Checks the generator's ``vocab_size`` against the tokenizer's (class
+    defaults where a config leaves them out), every ``BEiTMaskGenerator`` of
+    the train pipeline (mask not larger than its grid, mask grid = token grid)
+    and the pipeline's output size against a ViT enhancer's ``img_size`` and
+    ResPix ``patch_size x grid``.
     Model-internal sizes are checked when the model is built
     (:func:`check_model_geometry`). Configs of other models pass unchanged.
     """
@@ -224,10 +249,15 @@ def check_config(cfg: Any) -> None:
         tok_size = _pair(_get(dp, 'tokenizer_img_size',
                               _default(MODELS, 'CIMDataPreprocessor', 'tokenizer_img_size')))
         tok = _get(model, 'tokenizer') or {}
+        gen = _get(model, 'generator') or {}
+        _check_vocab(
+            _get(gen, 'vocab_size', _default(MODELS, _get(gen, 'type'), 'vocab_size')),
+            _get(tok, 'vocab_size', _default(MODELS, _get(tok, 'type'), 'vocab_size')),
+            where='model.')
         down = _get(tok, 'downsample', _default(MODELS, _get(tok, 'type'), 'downsample'))
         if isinstance(down, int) and tok_size is not None:
             if tok_size[0] % down or tok_size[1] % down:
-                raise ValueError(
+                raise UserError(
                     f'model.data_preprocessor.tokenizer_img_size {_fmt(tok_size)} is not '
                     f'divisible by the tokenizer downsample {down}: set it to token grid '
                     f'x {down}')
@@ -240,7 +270,7 @@ def check_config(cfg: Any) -> None:
                                    _default(MODELS, bb['type'], 'patch_size')))
             if enh_size is not None and enh_patch is not None and (
                     enh_size[0] % enh_patch[0] or enh_size[1] % enh_patch[1]):
-                raise ValueError(
+                raise UserError(
                     f'model.backbone.patch_size {enh_patch[0]} does not divide '
                     f'model.backbone.img_size {_fmt(enh_size)}: use an img_size that is '
                     f'a multiple of {enh_patch[0]}')
@@ -256,12 +286,12 @@ def check_config(cfg: Any) -> None:
                 continue
             cells = mask_grid[0] * mask_grid[1]
             if isinstance(n, int) and n > cells:
-                raise ValueError(
+                raise UserError(
                     f'BEiTMaskGenerator num_masking_patches={n} is larger than its '
                     f'{_fmt(mask_grid)} grid ({cells} patches): use at most {cells} '
                     f'(BEiT masks ~40%: {round(0.4 * cells)})')
             if grid is not None and mask_grid != grid:
-                raise ValueError(
+                raise UserError(
                     f'BEiTMaskGenerator input_size {_fmt(mask_grid)} != token grid '
                     f'{_fmt(grid)} (tokenizer_img_size {_fmt(tok_size)} / downsample '
                     f'{down}): set input_size=({grid[0]}, {grid[1]})')
@@ -271,7 +301,7 @@ def check_config(cfg: Any) -> None:
         if out is None:
             continue
         if enh_size is not None and out != enh_size:
-            raise ValueError(
+            raise UserError(
                 f'the train pipeline makes {_fmt(out)} images but model.backbone.img_size '
                 f'is {_fmt(enh_size)}: make them equal')
         head = _get(model, 'head') or {}
@@ -279,7 +309,7 @@ def check_config(cfg: Any) -> None:
         if (str(_get(head, 'type', '')).split('.')[-1] == 'ResPixHead'
                 and isinstance(patch, int) and grid is not None
                 and (patch * grid[0], patch * grid[1]) != out):
-            raise ValueError(
+            raise UserError(
                 f'model.head.patch_size {patch} x token grid {_fmt(grid)} != the '
                 f'{_fmt(out)} images of the train pipeline: set head.patch_size='
                 f'{out[0] // grid[0]} or change the image size')

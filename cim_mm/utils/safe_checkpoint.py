@@ -4,8 +4,9 @@ torch >= 2.6 loads with ``weights_only=True`` by default, so mmengine's own
 ``load_checkpoint`` and ``Runner.resume`` fail on mmengine's own checkpoints:
 their ``meta`` and ``message_hub`` hold numpy arrays/scalars and mmengine
 ``HistoryBuffer`` objects. We keep ``weights_only=True`` on and allow-list only
-those few safe types. Anything else pickled in a file (e.g. an object whose
-``__reduce__`` would run a command) is refused with a one-line
+those few safe types (numeric / string numpy dtypes: no object arrays).
+Anything else pickled in a file (e.g. an object whose ``__reduce__`` would run
+a command, or a numpy array of Python objects) is refused with a one-line
 :class:`CheckpointSecurityError`.
 
 Saving is made atomic: the checkpoint is written to a temporary file in the
@@ -52,10 +53,12 @@ def _numpy_safe_globals() -> list[Any]:
         np.ndarray, np.dtype, core.multiarray._reconstruct,
         core.multiarray.scalar
     ]
-    # numpy >= 1.25 pickles dtypes through their classes (np.dtypes.Float64DType...)
+    # numpy >= 1.25 pickles dtypes through their classes (np.dtypes.Float64DType...).
+    # Not object_: an object array is a list of pickled Python objects, and
+    # mmengine's own checkpoints hold none (tests/test_compat.py, resume tests)
     for name in ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16',
                  'uint32', 'uint64', 'float16', 'float32', 'float64',
-                 'complex64', 'complex128', 'str_', 'bytes_', 'object_'):
+                 'complex64', 'complex128', 'str_', 'bytes_'):
         items.append(type(np.dtype(getattr(np, name))))
     return items
 

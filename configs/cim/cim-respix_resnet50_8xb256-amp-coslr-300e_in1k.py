@@ -23,13 +23,17 @@ custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
 # ------------------------------------------------------------------------ data
-dataset_type = 'ImageNet'
-data_root = 'data/imagenet/'  # train/<class>/*.JPEG (or train/ + meta/train.txt)
+# Any folder of images, searched recursively (ImageNet: its train/ folder); your own:
+# --cfg-options train_dataloader.dataset.data_root=DIR. Unreadable files are named and
+# skipped, counted each epoch, and stop the run above max_bad_share (as the ViT
+# recipes: configs/_base_/datasets/imagenet_bs256_cim.py).
+dataset_type = 'UnlabeledImageFolder'
+data_root = 'data/imagenet/train/'
 img_size = 224
 patch_size = 16  # enhancer pixels per token-grid cell
 grid = img_size // patch_size  # 14x14 token grid (= DALL-E tokens of the 112 px view)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile', on_error='skip'),
     dict(type='GrayToRGB'),  # a few ImageNet files are gray / CMYK-decoded
     # BEiT v1 augmentation, as the ViT recipes (configs/_base_/datasets/imagenet_bs256_cim.py)
     dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
@@ -48,7 +52,8 @@ train_dataloader = dict(
     pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type=dataset_type, data_root=data_root, split='train',
+    dataset=dict(type=dataset_type, data_root=data_root,
+                 max_bad_share=0.01,  # stop when more than 1 % are unreadable
                  pipeline=train_pipeline))
 
 # ----------------------------------------------------------------------- model

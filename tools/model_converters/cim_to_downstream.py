@@ -2,10 +2,12 @@
 
 Only the enhancer is kept (generator, tokenizer, head and neck are dropped on
 purpose and counted). The result is checked key by key and shape by shape
-against a freshly built target backbone, then loaded back through the target's
-own loading path and compared tensor by tensor. Any missing / unexpected /
-shape-mismatched key makes the command exit 1 and write nothing, unless
-``--allow-mismatch``.
+against a freshly built target backbone; the architecture facts no shape shows
+(head count, activation, a ResNet's stride placement) are compared with the
+enhancer config the checkpoint's ``meta`` holds. The file is then loaded back
+through the target's own loading path and compared tensor by tensor. Any
+missing / unexpected / shape-mismatched key or differing architecture fact makes
+the command exit 1 and write nothing, unless ``--allow-mismatch``.
 
     # mmpretrain fine-tuning / linear probing: check against the config you train
     python tools/model_converters/cim_to_downstream.py CIM.pth OUT.pth \\
@@ -37,7 +39,7 @@ from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from cim_mm.utils.convert import ARCH_PRESETS
+    from cim_mm.converters import ARCH_PRESETS
     p = argparse.ArgumentParser(
         description='CIM pre-training checkpoint -> mmpretrain / mmseg / timm backbone')
     p.add_argument('src', help='CIM checkpoint (mmengine, with state_dict)')
@@ -55,7 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    'ADE20K); position embeddings / relative position tables are '
                    'resized to it')
     p.add_argument('--num-heads', type=int, default=None,
-                   help='ViT heads when neither the weights nor the checkpoint meta say')
+                   help='ViT heads when neither the weights nor the checkpoint meta say '
+                   '(checked against the target like the meta\'s)')
     p.add_argument('--allow-mismatch', action='store_true',
                    help='write what matched and exit 0 even on a mismatch')
     p.add_argument('--no-verify', action='store_true',
@@ -67,7 +70,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     with user_errors_as_one_line('cim_to_downstream.py'):
         import cim_mm  # noqa: F401  (registers modules, checkpoint safety, scipy shim)
-        from cim_mm.utils.convert import convert_checkpoint
+        from cim_mm.converters import convert_checkpoint
         target = args.target
         if target is None and args.target_config is None:
             target = 'mmpretrain'

@@ -27,6 +27,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from cim_mm.models.tokenizers.dalle import load_dalle_state_dict  # noqa: E402
 from cim_mm.utils import atomic_torch_save  # noqa: E402
+from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 
 
 def convert(encoder_pkl: str, decoder_pkl: str, out: str) -> dict[str, dict[str, torch.Tensor]]:
@@ -46,7 +47,8 @@ def main() -> None:
     parser.add_argument('decoder', help='official decoder.pkl')
     parser.add_argument('out', help='output .pth ({"encoder": sd, "decoder": sd})')
     args = parser.parse_args()
-    ckpt = convert(args.encoder, args.decoder, args.out)
+    with user_errors_as_one_line('dalle_to_state_dict.py'):  # a missing / refused file
+        ckpt = convert(args.encoder, args.decoder, args.out)
     n = {p: sum(t.numel() for t in sd.values()) for p, sd in ckpt.items()}
     print(f'saved {args.out}: encoder {n["encoder"] / 1e6:.1f} M, '
           f'decoder {n["decoder"] / 1e6:.1f} M parameters')

@@ -4,7 +4,8 @@
         [--num 8] [--seed 0] [--device cpu] [--cfg-options k=v ...]
 
 One row per image: original | mask | corrupted | replaced | enhancer output
-(ResPix: normalised target, prediction, recovered pixels; RevDet: P(replaced)).
+(ResPix: normalised target, prediction, prediction + the original's window
+statistics; RevDet: P(replaced)).
 The images are the first ``--num`` samples of the config's train dataset, run
 through its train pipeline (random crops/flips/masks seeded by ``--seed``).
 """
@@ -27,6 +28,7 @@ from mmengine.runner import load_checkpoint  # noqa: E402
 import cim_mm  # noqa: E402,F401  (registers modules, checkpoint safety)
 from cim_mm.engine.hooks.visualization_hook import save_png  # noqa: E402
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
+from cim_mm.utils.errors import UserError  # noqa: E402
 from cim_mm.visualization import draw_cim_step  # noqa: E402
 
 
@@ -52,7 +54,7 @@ def main(argv=None) -> str:
         if not osp.isfile(args.checkpoint):
             raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
         if args.num < 1:
-            raise ValueError(f'--num must be >= 1, got {args.num}')
+            raise UserError(f'--num must be >= 1, got {args.num}')
         cfg = Config.fromfile(args.config)
         if args.cfg_options:
             cfg.merge_from_dict(args.cfg_options)
@@ -68,14 +70,14 @@ def main(argv=None) -> str:
         keys = {k[len('module.'):] if k.startswith('module.') else k for k in state}
         missing = sorted(set(model.state_dict()) - keys)
         if missing:
-            raise ValueError(
+            raise UserError(
                 f'{args.checkpoint} lacks {len(missing)} of the model\'s weights (e.g. '
                 f'{missing[0]}): is it a CIM checkpoint trained with this config?')
         model.to(args.device).eval()
 
         dataset = DATASETS.build(cfg.train_dataloader.dataset)
         if len(dataset) == 0:
-            raise ValueError(f'the train dataset of {args.config} is empty')
+            raise UserError(f'the train dataset of {args.config} is empty')
         samples = [dataset[i] for i in range(min(args.num, len(dataset)))]
         batch = default_collate(samples)
         torch.manual_seed(args.seed)

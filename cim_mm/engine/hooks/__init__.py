@@ -2,3 +2,4 @@
 from .nonfinite_loss_hook import NonFiniteLossHook  # noqa: F401
 from .rng_state_hook import RNGStateHook  # noqa: F401
 from .visualization_hook import CIMVisualizationHook  # noqa: F401
+from .skipped_images_hook import SkippedImagesHook  # noqa: F401

@@ -6,7 +6,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
+from mmengine.dist import all_gather_object
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.runner import IterBasedTrainLoop
 from mmpretrain.registry import HOOKS
@@ -95,10 +96,14 @@ class RNGStateHook(Hook):
 
     Single process: the resumed run continues bit-for-bit as the uninterrupted
     one would have (``tests/test_reliability.py``). Distributed: only rank 0
-    saves checkpoints, so the other ranks' states are not in the file; every
-    rank is then re-seeded from ``(seed, iteration, rank)``: reproducible,
-    distinct per rank, but not the uninterrupted stream. With dataloader
-    workers, the workers' own streams are reproduced by mmengine's replay.
+    saves checkpoints, so at each iteration (epoch) where a ``CheckpointHook``
+    will save, every rank's states are gathered to rank 0 first and stored as
+    ``rng_state['per_rank']``; a resume with the same number of processes
+    restores each rank's own states (``tests/test_distributed.py``). Without
+    them (another world size, a checkpoint saved elsewhere) every rank is
+    re-seeded from ``(seed, iteration, rank)``: reproducible, distinct per
+    rank, but not the uninterrupted stream. With dataloader workers, the
+    workers' own streams are reproduced by mmengine's replay.
 
     Only ``--resume`` restores states; ``load_from`` (weights only) does not.
     """
@@ -107,9 +112,23 @@ class RNGStateHook(Hook):
 
     def __init__(self) -> None:
         self._pending: Optional[dict] = None
+        self._per_rank: Optional[list] = None  # gathered before a distributed save
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if runner.world_size > 1 and _checkpoint_due(runner, by_epoch=False):
+            self._per_rank = all_gather_object(get_rng_state())
+
+    def after_train_epoch(self, runner) -> None:
+        if runner.world_size > 1 and _checkpoint_due(runner, by_epoch=True):
+            self._per_rank = all_gather_object(get_rng_state())
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[KEY] = get_rng_state()
+        if runner.world_size > 1 and self._per_rank is not None:
+            per_rank, self._per_rank = self._per_rank, None
+            per_rank[runner.rank] = dict(checkpoint[KEY])  # the state at saving
+            checkpoint[KEY]['per_rank'] = per_rank
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if not getattr(runner, '_resume', False):
@@ -126,7 +145,15 @@ class RNGStateHook(Hook):
         if self._pending is None:
             return
         state, self._pending = self._pending, None
-        if runner.world_size > 1:
+        per_rank = state.get('per_rank')
+        if runner.world_size > 1 and per_rank is not None and \
+                len(per_rank) == runner.world_size:
+            own = per_rank[runner.rank]
+            restore = lambda: set_rng_state(own)  # noqa: E731
+        elif runner.world_size > 1:
+            print_log('RNGStateHook: the checkpoint has no RNG states of these '
+                      f'{runner.world_size} processes; each rank is re-seeded from '
+                      '(seed, iteration, rank)', logger='current', level=30)
             seed = runner.seed if runner.seed is not None else 0
             it = runner.iter
             restore = lambda: _reseed(seed, it, runner.rank)  # noqa: E731
@@ -137,6 +164,23 @@ class RNGStateHook(Hook):
             loop.dataloader_iterator = _RestoreAfterSkip(loop, loop.iter, restore)
         else:
             restore()
+
+
+def _checkpoint_due(runner, by_epoch: bool) -> bool:
+    """Whether a ``CheckpointHook`` of ``runner`` saves after this iteration
+    (``by_epoch=False``) / epoch (``True``): its own ``after_train_*`` test."""
+    for hook in runner.hooks:
+        if not isinstance(hook, CheckpointHook) or hook.by_epoch != by_epoch:
+            continue
+        if by_epoch:
+            due = hook.every_n_epochs(runner, hook.interval, hook.save_begin) or (
+                hook.save_last and hook.is_last_train_epoch(runner))
+        else:
+            due = hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or (
+                hook.save_last and hook.is_last_train_iter(runner))
+        if due:
+            return True
+    return False
 
 
 def _reseed(seed: int, iteration: int, rank: int) -> None:

@@ -17,7 +17,10 @@ from cim_mm.visualization import draw_cim_step, slice_data_batch
 class CIMVisualizationHook(Hook):
     """Every ``interval`` training iterations (and after the last one), draw
     original / mask / corrupted / replaced / enhancer output for a fixed small
-    batch (see :func:`cim_mm.visualization.draw_cim_step`).
+    batch (see :func:`cim_mm.visualization.draw_cim_step`). ResPix's last column,
+    ``pred+orig stats``, adds the *original's* window mean/std back to the
+    prediction (as MAE's pictures do): judge the model on ``pred (norm)`` vs
+    ``target (norm)``, not on how much that column resembles the original.
 
     The batch is the first ``num_images`` samples of the first training batch
     this hook sees (after ``--resume``: the first batch after resuming), kept

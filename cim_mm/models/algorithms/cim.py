@@ -10,6 +10,9 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from cim_mm.utils.errors import UserError
+
+from ..data_preprocessors import CIMDataPreprocessor
 
 @MODELS.register_module()
 class CIM(BaseSelfSupervisor):
@@ -44,6 +47,13 @@ class CIM(BaseSelfSupervisor):
             Default False: it is rebuilt from its own files (DALL-E: ~98 M
             parameters, ~390 MB per checkpoint saved for nothing); loading a
             checkpoint without them keeps the tokenizer as built.
+        generator_input: what the generator sees: ``'tokenizer'`` (default,
+            the tokenizer view, as BEiT / the paper) or ``'enhancer'`` (the
+            normalised enhancer view ``inputs[0]``; the generator's patch grid
+            must then be the enhancer's, e.g. patch 4 on 32 px). Ablation.
+        enhancer_input: what the enhancer sees: ``'decode'`` (default, the
+            whole decoded token map) or ``'paste'`` (the original image with
+            only the replaced patches pasted in from the decode). Ablation.
     """
 
     def __init__(self,
@@ -54,14 +64,24 @@ class CIM(BaseSelfSupervisor):
                  neck: Optional[dict] = None,
                  loss_weights: Optional[dict] = None,
                  save_tokenizer: bool = False,
+                 generator_input: str = 'tokenizer',
+                 enhancer_input: str = 'decode',
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
-        if isinstance(data_preprocessor, dict):
+        if data_preprocessor is None:  # not mmpretrain's default: CIM needs 3 inputs
+            data_preprocessor = dict(type='CIMDataPreprocessor')
+        elif isinstance(data_preprocessor, dict):
+            data_preprocessor = dict(data_preprocessor)
             data_preprocessor.setdefault('type', 'CIMDataPreprocessor')
         super().__init__(backbone=backbone, neck=neck, head=head,
                          pretrained=pretrained,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if not isinstance(self.data_preprocessor, CIMDataPreprocessor):
+            raise UserError(
+                f'CIM needs a CIMDataPreprocessor (enhancer view, tokenizer view, mask), '
+                f'got {type(self.data_preprocessor).__name__}: set '
+                "model.data_preprocessor.type='CIMDataPreprocessor' (or leave type out)")
         self.tokenizer = tokenizer if isinstance(tokenizer, nn.Module) \
             else MODELS.build(tokenizer)
         self.tokenizer.freeze()
@@ -71,16 +91,25 @@ class CIM(BaseSelfSupervisor):
         weights.update(loss_weights or {})
         unknown = set(weights) - {'gen', 'enh'}
         if unknown:
-            raise ValueError(f'loss_weights accepts keys gen/enh, got {sorted(unknown)}')
+            raise UserError(f'model.loss_weights accepts keys gen/enh, got {sorted(unknown)}')
         self.loss_weights = weights
         self.save_tokenizer = save_tokenizer
+        if generator_input not in ('tokenizer', 'enhancer'):
+            raise ValueError("model.generator_input must be 'tokenizer' or 'enhancer', "
+                             f'got {generator_input!r}')
+        if enhancer_input not in ('decode', 'paste'):
+            raise ValueError("model.enhancer_input must be 'decode' or 'paste', "
+                             f'got {enhancer_input!r}')
+        self.generator_input = generator_input
+        self.enhancer_input = enhancer_input
         self._register_state_dict_hook(CIM._drop_tokenizer_state)
         self._register_load_state_dict_pre_hook(self._fill_tokenizer_state)
         self._check_geometry()
 
     def _check_geometry(self) -> None:
-        """One-line ``ValueError`` when the tokenizer / generator / enhancer /
-        head grids disagree (see :func:`cim_mm.utils.check_model_geometry`)."""
+        """One-line :class:`UserError` when the tokenizer / generator / enhancer /
+        head grids or the vocabularies disagree (see
+        :func:`cim_mm.utils.check_model_geometry`)."""
         from cim_mm.utils.config_check import check_model_geometry
         check_model_geometry(self)
 
@@ -150,7 +179,7 @@ class CIM(BaseSelfSupervisor):
             feats = self.neck(feats)
         fmap = feats[-1] if isinstance(feats, (list, tuple)) else feats
         if fmap.dim() != 4:
-            raise ValueError(
+            raise UserError(
                 'the CIM enhancer must give a feature map [B, C, h, w]: use '
                 "out_type='featmap' for ViT backbones or a per-patch neck for "
                 f'CNNs; got shape {tuple(fmap.shape)}')
@@ -161,7 +190,7 @@ class CIM(BaseSelfSupervisor):
              **kwargs) -> dict[str, torch.Tensor]:
         """inputs = [img [B,3,H,W], tok_img [B,3,H',W'], mask [B,h,w]]."""
         if len(inputs) < 3:
-            raise ValueError(
+            raise UserError(
                 'CIM needs a mask per image: add dict(type="BEiTMaskGenerator", ...) '
                 'to the train pipeline before PackInputs.')
         img, tok_img, mask = inputs[0], inputs[1], inputs[2].bool()
@@ -169,18 +198,23 @@ class CIM(BaseSelfSupervisor):
         with torch.no_grad():
             ids = self.tokenizer.encode(tok_img)  # [B, h, w]
         if ids.shape != mask.shape:
-            raise ValueError(
+            raise UserError(
                 f'tokenizer grid {tuple(ids.shape[1:])} != mask grid '
                 f'{tuple(mask.shape[1:])}: set BEiTMaskGenerator input_size to '
                 'the tokenizer grid (tokenizer_img_size / downsample).')
 
-        logits = self.generator(tok_img, mask)  # [B, L, V]
+        gen_img = img if self.generator_input == 'enhancer' else tok_img
+        logits = self.generator(gen_img, mask)  # [B, L, V]
         loss_gen = self.generator.loss(logits, ids, mask)
 
         corrupted, _, replaced = self.corrupt(logits, ids, mask, img.shape[-2:])
+        if self.enhancer_input == 'paste':  # original image, replaced patches decoded
+            rep = F.interpolate(replaced[:, None].float(), size=img.shape[-2:],
+                                mode='nearest').bool()  # [B, 1, H, W]
+            corrupted = torch.where(rep, corrupted, img)  # [B, 3, H, W]
         feats = self.patch_features(corrupted)  # [B, L, C]
         if feats.shape[1] != mask[0].numel():
-            raise ValueError(
+            raise UserError(
                 f'enhancer gives {feats.shape[1]} patches but the token grid has '
                 f'{mask[0].numel()}: the enhancer patch grid must equal the '
                 'tokenizer grid.')

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
+from cim_mm.utils.errors import UserError
+
 from .sliding_window import patchify, sliding_window_normalize
 
 
@@ -44,7 +46,8 @@ class ResPixHead(BaseModule):
         self.patch_size = patch_size
         self.window_size = window_size if window_size is not None else patch_size + 1
         if self.window_size % 2 != 1:
-            raise ValueError(f'ResPixHead window_size must be odd, got {self.window_size}')
+            raise UserError(f'ResPixHead window_size must be odd, got {self.window_size}: '
+                            'set model.head.window_size to an odd number')
         self.out_channels = out_channels
         self.eps = eps
         self.decoder = nn.Linear(in_channels, patch_size * patch_size * out_channels)

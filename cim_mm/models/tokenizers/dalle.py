@@ -409,9 +409,12 @@ class DALLETokenizer(BaseTokenizer):
         vocab_size, n_hid, n_blk_per_group, group_count, n_init: architecture;
             the defaults are the official model's.
         decode_dtype: ``'bfloat16'`` / ``'float16'`` runs encoder and decoder
-            under CUDA autocast in that dtype (the encoder's last and the
-            decoder's first layer stay float32, like the reference); None or
-            ``'float32'``: full precision. Ignored on CPU.
+            under autocast in that dtype (the encoder's last and the decoder's
+            first layer stay float32, like the reference): on CUDA always (if
+            the GPU has the dtype), on CPU only inside an outer CPU autocast
+            (``AmpOptimWrapper`` / ``torch.autocast('cpu')``), elsewhere float32.
+            None or ``'float32'``: full precision, also inside an outer
+            autocast (it is switched off in the tokenizer).
         allow_random_init: build without weights (tests, FLOP counts).
         init_cfg: mmengine init config (unused: weights come from the paths).
     """
@@ -456,9 +459,24 @@ class DALLETokenizer(BaseTokenizer):
         return super().train(False)
 
     def _autocast(self, device: torch.device) -> ContextManager:
-        if self.amp_dtype is None or device.type != 'cuda':
-            return nullcontext()
-        return torch.autocast('cuda', dtype=self.amp_dtype)
+        """The precision the tokenizer runs in, whatever autocast is open outside.
+
+        ``decode_dtype`` None / float32: autocast off for ``device``'s type, so an
+        outer bf16 autocast (``AmpOptimWrapper``) does not reach the tokenizer.
+        bf16 / fp16: CUDA autocast in that dtype when the GPU has it; on CPU only
+        inside an outer CPU autocast (bf16 convolutions are slow on most CPUs);
+        float32 otherwise.
+        """
+        dev = device.type
+        dtype = self.amp_dtype
+        if dtype is not None:
+            if dev == 'cuda' and (dtype != torch.bfloat16 or torch.cuda.is_bf16_supported()):
+                return torch.autocast('cuda', dtype=dtype)
+            if dev == 'cpu' and torch.is_autocast_enabled('cpu'):
+                return torch.autocast('cpu', dtype=dtype)
+        if torch.amp.is_autocast_available(dev):
+            return torch.autocast(dev, enabled=False)
+        return nullcontext()
 
     @torch.no_grad()
     def encode_logits(self, img: torch.Tensor) -> torch.Tensor:
@@ -479,7 +497,7 @@ class DALLETokenizer(BaseTokenizer):
         """[B, h, w] ids -> [B, 3, 8h, 8w] float32 image in [0, 1]."""
         # The input 1x1 conv on a one-hot map is a table lookup: no dense
         # [B, vocab, h, w] tensor is ever built.
-        x = self.decoder.embed(ids.long())  # [B, n_init, h, w]
         with self._autocast(ids.device):
+            x = self.decoder.embed(ids.long())  # [B, n_init, h, w] float32
             stats = self.decoder.forward_features(x)  # [B, 6, 8h, 8w]
         return unmap_pixels(torch.sigmoid(stats[:, :3].float()))  # [B, 3, 8h, 8w]

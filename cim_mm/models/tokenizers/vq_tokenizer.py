@@ -33,6 +33,7 @@ from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
 
 from cim_mm.utils import safe_load
+from cim_mm.utils.errors import UserError
 
 from .base import BaseTokenizer, map_pixels
 
@@ -253,6 +254,11 @@ class VQTokenizer(BaseModel, BaseTokenizer):
             checkpoint with ``state_dict``; keys may carry a prefix such as
             ``tokenizer.``), loaded with ``cim_mm.utils.safe_load``.
         frozen: call :meth:`freeze` after loading; stays in eval mode.
+        allow_random_init: let :meth:`freeze` (``frozen=True``, or CIM, which
+            freezes its tokenizer) keep random weights when no ``checkpoint``
+            is given and the codebook was never fitted to data (tests, FLOP
+            counts); otherwise that is refused, as ``DALLETokenizer`` does:
+            frozen random weights make meaningless tokens.
         data_preprocessor: for training; must give [0, 1] images
             (``mean=0, std=255``).
     """
@@ -271,6 +277,7 @@ class VQTokenizer(BaseModel, BaseTokenizer):
                  rec_loss: str = 'mse',
                  checkpoint: Optional[str] = None,
                  frozen: bool = False,
+                 allow_random_init: bool = False,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
@@ -281,15 +288,16 @@ class VQTokenizer(BaseModel, BaseTokenizer):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if downsample not in (1, 2, 4, 8):
-            raise ValueError(f'downsample must be 1, 2, 4 or 8, got {downsample}')
+            raise UserError(f'VQTokenizer downsample must be 1, 2, 4 or 8, got {downsample}')
         if rec_loss not in ('mse', 'l1'):
-            raise ValueError(f"rec_loss must be 'mse' or 'l1', got {rec_loss!r}")
+            raise UserError(f"VQTokenizer rec_loss must be 'mse' or 'l1', got {rec_loss!r}")
         self.vocab_size = vocab_size
         self.downsample = downsample
         self.embed_dims = embed_dims
         self.beta = beta
         self.rec_loss = rec_loss
         self.checkpoint = checkpoint
+        self.allow_random_init = allow_random_init
         num_down = int(math.log2(downsample))
         self.encoder = Encoder(in_channels, hidden_channels, embed_dims,
                                num_down, num_res_blocks)
@@ -330,7 +338,7 @@ class VQTokenizer(BaseModel, BaseTokenizer):
             detail = ' '.join(str(err).split())
             if len(detail) > 300:
                 detail = detail[:300] + '...'
-            raise ValueError(
+            raise UserError(
                 f'{path} does not fit this VQTokenizer: build it with the '
                 'architecture it was trained with (vocab_size, downsample, '
                 'embed_dims, hidden_channels, num_res_blocks; see the .json '
@@ -345,8 +353,8 @@ class VQTokenizer(BaseModel, BaseTokenizer):
         prefixes = sorted({k[:-len(anchor)]
                            for k in state if k.endswith(anchor)}, key=len)
         if not prefixes:
-            raise KeyError(f'{path} holds no VQTokenizer weights '
-                           f'(no key ending in {anchor!r}).')
+            raise UserError(f'{path} holds no VQTokenizer weights (no key ending in '
+                            f'{anchor!r}): pass the tokenizer.pth of tools/train_tokenizer.py')
         p = prefixes[0]
         out = {
             k[len(p):]: v
@@ -355,8 +363,9 @@ class VQTokenizer(BaseModel, BaseTokenizer):
         }
         missing = [k for k in own if k not in out]
         if missing:
-            raise KeyError(f'{path} (prefix {p!r}) lacks VQTokenizer weights: '
-                           f'{missing[:5]}')
+            raise UserError(f'{path} (prefix {p!r}) lacks VQTokenizer weights '
+                            f'{missing[:5]}: pass the tokenizer.pth of '
+                            'tools/train_tokenizer.py')
         out.update({
             k: v
             for k, v in self.state_dict().items()
@@ -365,6 +374,17 @@ class VQTokenizer(BaseModel, BaseTokenizer):
         return out
 
     def freeze(self) -> None:
+        """Eval mode, no gradients; refuses random weights (see
+        ``allow_random_init``): a codebook never fitted to data and no
+        ``checkpoint`` means the weights are the random initialisation."""
+        if (self.checkpoint is None and not self.allow_random_init
+                and not bool(self.quantizer.initted)):
+            raise UserError(
+                'the frozen VQTokenizer has no weights (model.tokenizer.checkpoint=None): '
+                'train them with `python tools/train_tokenizer.py '
+                'configs/tokenizers/vqtokenizer_d4-v512_fashion-mnist-32px.py` and set '
+                'model.tokenizer.checkpoint to its tokenizer.pth, or set '
+                'model.tokenizer.allow_random_init=True for a smoke test')
         self._frozen = True
         super().freeze()
 

@@ -1,11 +1,17 @@
-# ImageNet-1K for CIM pre-training (folder layout: data/imagenet/train/<class>/<img>,
-# meta/train.txt as mmpretrain's ImageNet). One 224 px crop per image; the 112 px
-# tokenizer view is made on the device by CIMDataPreprocessor (BEiT v1: one crop,
-# two resolutions).
-dataset_type = 'ImageNet'
-data_root = 'data/imagenet/'
+# Pre-training images: ImageNet-1K's train/ folder or any folder of images. One 224 px
+# crop per image; the 112 px tokenizer view is made on the device by CIMDataPreprocessor
+# (BEiT v1: one crop, two resolutions).
+# UnlabeledImageFolder reads every .jpg .jpeg .png .webp .bmp .tif .tiff .pgm .ppm file
+# (any case) under data_root, recursively: ImageNet's train/<class>/*.JPEG works as is,
+# no meta files or class folders needed (labels are not used). Your own images:
+#   --cfg-options train_dataloader.dataset.data_root=DIR
+# Unreadable files are named once and skipped (SafeLoadImageFromFile(on_error='skip'));
+# the count is logged each epoch (SkippedImagesHook) and the run stops when more than
+# max_bad_share of the images are unreadable.
+dataset_type = 'UnlabeledImageFolder'
+data_root = 'data/imagenet/train/'
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile', on_error='skip'),
     dict(type='GrayToRGB'),  # a few ImageNet files are gray / CMYK-decoded
     # BEiT v1 augmentation (mmpretrain configs/beit v1)
     dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
@@ -24,5 +30,6 @@ train_dataloader = dict(
     pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type=dataset_type, data_root=data_root, split='train',
+    dataset=dict(type=dataset_type, data_root=data_root,
+                 max_bad_share=0.01,  # stop when more than 1 % are unreadable
                  pipeline=train_pipeline))

@@ -39,6 +39,10 @@ model = dict(
         img_size=224,
         patch_size=16,
         drop_path_rate=0.1,
+        # drop path once per branch: mmpretrain's BEiT layer also drops the FFN
+        # branch inside its FFN (0.19 instead of 0.1); BEiT, timm and mmseg drop it
+        # once (cim_mm/models/backbones/beit_drop_path.py)
+        layer_cfgs=dict(ffn_cfg=dict(add_identity=False, dropout_layer=None)),
         out_type='avg_featmap',  # mean of the patch tokens -> ln2 (new)
         final_norm=False,
         use_abs_pos_emb=False,

@@ -33,8 +33,13 @@ model = dict(
         use_rel_pos_bias=True,
         use_shared_rel_pos_bias=False,
         layer_scale_init_value=0.1,
+        # drop path once per branch if ever enabled (see the fine-tune config)
+        layer_cfgs=dict(ffn_cfg=dict(add_identity=False, dropout_layer=None)),
         frozen_stages=12,  # everything up to and including ln1 is frozen
-        out_type='avg_featmap',  # mean patch token -> ln2 (new; frozen at identity)
+        # mean patch token -> ln2: new, frozen at weight 1 / bias 0, which is not the
+        # identity: it standardises each pooled feature vector (zero mean, unit
+        # variance over its 768 channels) before the BatchNorm neck
+        out_type='avg_featmap',
         final_norm=True,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     neck=dict(type='ClsBatchNormNeck', input_features=768),

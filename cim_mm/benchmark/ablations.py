@@ -1,0 +1,142 @@
+"""The CIM ablation study (``tools/benchmark.py --ablate``).
+
+One knob at a time from the CPU demo recipe (tiny ViT, cpu-small,
+``configs/cim/cim-{respix,revdet}_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py``),
+for CIM-RevDet and CIM-ResPix. An ablation is named ``<method>@<knob>`` and
+runs, resumes and is reported like a method; the two demo recipes
+(``cim-respix``, ``cim-revdet``) are the baselines of the table.
+
+Demo recipe (the baseline of every knob): temperature 1.0, 26 of 64 patches
+masked (40.6 %), generator 2 layers x 64 dims, generator on the tokenizer
+view, enhancer on the whole decoded token map, loss weights gen 1 / enh 1,
+ResPix window 5, one ``clip_grad`` (max norm 3) over both networks.
+
+=====================  =====================================================
+knob                   values (name suffix)
+=====================  =====================================================
+sampling temperature   0 = argmax (``temp0``), 0.5 (``temp0.5``), 1.5 (``temp1.5``)
+mask ratio             16 / 64 = 25 % (``mask25``), 35 / 64 = 55 % (``mask55``)
+generator size         4 layers (``gen-depth4``), 6 layers (``gen-depth6``),
+                       2 layers x 128 dims (``gen-width128``)
+generator input        normalised enhancer view (``gen-in-enhancer``)
+enhancer input         original + replaced patches pasted in (``enh-in-paste``)
+enhancer loss weight   0.5 (``enh-w0.5``), 2 (``enh-w2``)
+ResPix window          3 (``window3``), 9 (``window9``); ResPix only
+gradient clipping      per network (``clip-per-net``): PENDING, see below
+=====================  =====================================================
+
+``clip-per-net`` waits for the per-network clipping option (issue 11 item 8):
+fill :data:`PER_NET_CLIP_OPTIONS` with its config options; until then it is
+left out of ``--ablate all`` and asking for it is a one-line error.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .scales import Scale
+
+ABLATION_BASES = ('cim-revdet', 'cim-respix')
+# Per-network gradient clipping: the config options (dotted keys of the CIM
+# model / 'optim_wrapper.*') that switch it on, e.g.
+# {'optim_wrapper.clip_grad_per_network': True}. Empty = not available yet.
+PER_NET_CLIP_OPTIONS: dict = {}
+
+_GEN = 'generator.backbone.arch.'
+# knob -> (label, {dotted model key: value}); 'mask.num_masking_patches' sets
+# the BEiTMaskGenerator of the pipeline, 'optim_wrapper.*' the optimizer
+KNOBS: dict[str, tuple[str, dict]] = {
+    'temp0': ('temperature 0 (argmax)', {'generator.temperature': 0.0}),
+    'temp0.5': ('temperature 0.5', {'generator.temperature': 0.5}),
+    'temp1.5': ('temperature 1.5', {'generator.temperature': 1.5}),
+    'mask25': ('mask 16/64 (25 %)', {'mask.num_masking_patches': 16}),
+    'mask55': ('mask 35/64 (55 %)', {'mask.num_masking_patches': 35}),
+    'gen-depth4': ('generator 4 layers', {_GEN + 'num_layers': 4}),
+    'gen-depth6': ('generator 6 layers', {_GEN + 'num_layers': 6}),
+    'gen-width128': ('generator 128 dims', {_GEN + 'embed_dims': 128, _GEN + 'num_heads': 4,
+                                            _GEN + 'feedforward_channels': 512}),
+    'gen-in-enhancer': ('generator on the enhancer view', {'generator_input': 'enhancer'}),
+    'enh-in-paste': ('enhancer: replaced patches pasted', {'enhancer_input': 'paste'}),
+    'enh-w0.5': ('enhancer loss weight 0.5', {'loss_weights.enh': 0.5}),
+    'enh-w2': ('enhancer loss weight 2', {'loss_weights.enh': 2.0}),
+    'window3': ('ResPix window 3', {'head.window_size': 3}),
+    'window9': ('ResPix window 9', {'head.window_size': 9}),
+    'clip-per-net': ('grad clip per network', PER_NET_CLIP_OPTIONS),
+}
+RESPIX_ONLY = ('window3', 'window9')
+PENDING = tuple(k for k, (_, o) in KNOBS.items() if not o)
+
+
+def ablation_names(include_pending: bool = False) -> list[str]:
+    """Every ablation, grouped by method: the baseline first, then the knobs."""
+    names = []
+    for base in ABLATION_BASES:
+        names.append(base)
+        for knob in KNOBS:
+            if knob in PENDING and not include_pending:
+                continue
+            if knob in RESPIX_ONLY and base != 'cim-respix':
+                continue
+            names.append(f'{base}@{knob}')
+    return names
+
+
+def parse_ablations(text: str) -> list[str]:
+    """'all' or a comma-separated list of ``<method>@<knob>`` / baselines."""
+    every = ablation_names(include_pending=True)
+    if not text or text == 'all':
+        return ablation_names()
+    wanted = [a.strip().lower() for a in text.split(',') if a.strip()]
+    unknown = [a for a in wanted if a not in every]
+    if unknown:
+        raise ValueError(f'unknown ablation(s) {", ".join(unknown)}; choose from '
+                         f'{", ".join(ablation_names())} (docs/benchmark.md#ablations)')
+    pending = [a for a in wanted if a.split('@')[-1] in PENDING]
+    if pending:
+        raise ValueError(f'ablation(s) {", ".join(pending)} need an option that does not '
+                         'exist yet (PER_NET_CLIP_OPTIONS in cim_mm/benchmark/ablations.py)')
+    return [a for a in every if a in wanted]
+
+
+def ablation_label(name: str) -> str:
+    from .specs import LABELS
+    base, knob = name.split('@', 1)
+    return f'{LABELS[base]} · {KNOBS[knob][0]}'
+
+
+def _set(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split('.')
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+    d[keys[-1]] = value
+
+
+def build_ablation_spec(name: str, scale: Scale):
+    """The spec of ``<method>@<knob>``: the method's demo spec, one knob changed."""
+    from .specs import build_spec
+    base, _, knob = name.partition('@')
+    if base not in ABLATION_BASES or knob not in KNOBS:
+        raise ValueError(f'unknown ablation {name!r}; choose from '
+                         f'{", ".join(ablation_names())}')
+    if scale.track != 'vit':
+        raise ValueError('the ablations run on the tiny ViT (--track vit)')
+    if knob in PENDING:
+        raise ValueError(f'ablation {name} needs an option that does not exist yet '
+                         '(PER_NET_CLIP_OPTIONS in cim_mm/benchmark/ablations.py)')
+    spec = copy.deepcopy(build_spec(base, scale))
+    label, options = KNOBS[knob]
+    spec.name, spec.label = name, ablation_label(name)
+    optim_options = {}
+    for key, value in options.items():
+        if key.startswith('mask.'):
+            for t in spec.pipeline:
+                if t['type'] == 'BEiTMaskGenerator':
+                    t[key.split('.', 1)[1]] = value
+        elif key.startswith('optim_wrapper.'):
+            optim_options[key.split('.', 1)[1]] = value
+        else:
+            _set(spec.model, key, value)
+    spec.optim_options = optim_options
+    spec.notes = [f'{spec.label}: the demo recipe with '
+                  + ', '.join(f'{k} = {v}' for k, v in options.items()) + '.']
+    return spec

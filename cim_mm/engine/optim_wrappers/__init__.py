@@ -1,0 +1,2 @@
+from .per_module_clip import (CIM_NETWORKS, PerModuleClipAmpOptimWrapper,  # noqa: F401
+                              PerModuleClipOptimWrapper)

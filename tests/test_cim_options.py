@@ -1,0 +1,97 @@
+"""CIM's ablation options: generator input, enhancer input, temperature 0."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmpretrain.registry import MODELS
+
+from cim_mm.models.generators.beit_generator import gumbel_max_sample
+from conftest import make_batch, tiny_vit_cim_cfg
+
+
+def _build(**kw):
+    cfg = tiny_vit_cim_cfg('revdet')
+    cfg.update(kw)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model
+
+
+def _spy(model, name: str) -> list:
+    """Record the first positional argument of ``model.<name>``."""
+    seen = []
+    fn = getattr(model, name)
+
+    def wrapped(x, *a, **k):
+        seen.append(x)
+        return fn(x, *a, **k)
+    setattr(model, name, wrapped)
+    return seen
+
+
+def test_enhancer_input_paste_keeps_unreplaced_patches_original():
+    model = _build(enhancer_input='paste')
+    data = model.data_preprocessor(make_batch(smooth=True, mask_ratio=0.6), True)
+    img = data['inputs'][0]
+    outs = []
+    corrupt = model.corrupt
+
+    def corrupt_spy(*a, **k):
+        out = corrupt(*a, **k)
+        outs.append(out)
+        return out
+    model.corrupt = corrupt_spy
+    enh_in = _spy(model, 'patch_features')
+    model.loss(data['inputs'], data['data_samples'])
+    decoded, _, replaced = outs[0]
+    assert 0 < replaced.float().mean() < 1
+    rep = F.interpolate(replaced[:, None].float(), size=img.shape[-2:],
+                        mode='nearest').bool().expand_as(img)  # [B, 3, H, W]
+    x = enh_in[0]
+    assert torch.equal(x[~rep], img[~rep])  # unreplaced: the original pixels
+    assert torch.equal(x[rep], decoded[rep])  # replaced: the decode
+    assert not torch.equal(decoded[~rep], img[~rep])  # the default would differ there
+
+    default = _build()
+    enh_in = _spy(default, 'patch_features')
+    default.loss(data['inputs'], data['data_samples'])
+    assert not torch.equal(enh_in[0][~rep], img[~rep])  # whole decode by default
+
+
+def test_generator_input_enhancer_view():
+    cfg_gen = tiny_vit_cim_cfg('revdet')['generator']
+    cfg_gen['backbone'].update(img_size=16, patch_size=4)  # the enhancer's grid
+    model = _build(generator_input='enhancer', generator=cfg_gen)
+    seen = []
+    forward = model.generator.forward
+
+    def gen_spy(img, mask):
+        seen.append(img)
+        return forward(img, mask)
+    model.generator.forward = gen_spy
+    data = model.data_preprocessor(make_batch(), True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert torch.equal(seen[0], data['inputs'][0])  # the normalised enhancer view
+    assert torch.isfinite(losses['loss_gen'])
+    with pytest.raises(ValueError, match='generator_input'):
+        _build(generator_input='pixels')
+    with pytest.raises(ValueError, match='enhancer_input'):
+        _build(enhancer_input='nope')
+
+
+def test_temperature_zero_is_argmax():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 10, 7, generator=g)
+    assert torch.equal(gumbel_max_sample(logits, 0.0), logits.argmax(-1))
+    model = _build()
+    model.generator.temperature = 0.0
+    ids = torch.randint(0, 16, (3, 4, 4), generator=g)
+    mask = torch.rand(3, 4, 4, generator=g) < 0.5
+    logits = torch.randn(3, 16, 16, generator=g)
+    sampled = model.generator.sample(logits, ids, mask)
+    arg = logits.argmax(-1).view(3, 4, 4)
+    assert torch.equal(sampled[mask], arg[mask]) and torch.equal(sampled[~mask], ids[~mask])
+    # and it is deterministic (no Gumbel noise)
+    assert torch.equal(model.generator.sample(logits, ids, mask), sampled)

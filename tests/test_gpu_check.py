@@ -1,0 +1,92 @@
+"""``tools/gpu_check.sh --dry-run``: every stage of the GPU acceptance check at
+toy size on the CPU (issue 11, item 4), run once for the module."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cim_mm.benchmark.gpu_check import results as R
+from cim_mm.benchmark.gpu_check.check import STAGES
+from cim_mm.benchmark.gpu_check.settings import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def dry_run(tmp_path_factory) -> tuple[dict, str, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp('gpu_check')
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')
+    proc = subprocess.run(['bash', str(ROOT / 'tools' / 'gpu_check.sh'), '--dry-run',
+                           '--out', str(out)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((out / 'results.json').read_text())
+    return res, (out / 'results.md').read_text(), proc
+
+
+def test_every_stage_runs_and_every_figure_is_finite(dry_run):
+    res, _, _ = dry_run
+    assert res['dry_run'] is True and res['status'] == 'complete'
+    assert list(res['stages']) == list(STAGES)
+    assert all(st['ok'] for st in res['stages'].values()), res['stages']
+    assert R.missing_fields(res) == [] and res['missing_fields'] == []
+    for f in R.REQUIRED:  # the same check, spelled out
+        v = R.get(res, f)
+        assert isinstance(v, bool) or (isinstance(v, (int, float)) and math.isfinite(v)), f
+    assert res['wall_s'] < 180
+
+
+def test_figures_are_consistent(dry_run):
+    res, _, _ = dry_run
+    steps, sm = res['steps'], res['summary']
+    for m in METHODS:
+        x = steps[m]
+        assert x['batch_size'] == 4 and x['step_s'] > 0 and x['flops_per_step'] > 0
+        assert x['img_per_s'] == pytest.approx(4 / x['step_s'])
+        assert x['mfu'] == pytest.approx(x['flops_per_step'] / x['step_s'] / 1e12
+                                         / res['settings']['peak_tflops'])
+        assert all(math.isfinite(v) for v in x['losses'].values())
+    # CIM's step does BEiT's work plus the corruption path: more FLOPs per image
+    assert sm['flops_cim_respix_over_beit'] > 1
+    assert sm['cim_respix_over_beit'] == pytest.approx(
+        steps['cim-respix']['step_s'] / steps['beit']['step_s'])
+    assert res['loader']['img_per_s'] > 0 and res['loader']['batches'] >= 3
+    # the real recipe pipeline decoded the JPEGs
+    assert res['loader']['pipeline'][0] in ('SafeLoadImageFromFile', 'LoadImageFromFile')
+    assert 'RandomResizedCrop' in res['loader']['pipeline']
+    assert res['assets']['jpegs']['num'] == 16
+    # the DALL-E files were official-format pickles, read by the safe loader
+    assert res['assets']['dalle']['encoder_mb'] > 0
+    # decode: an fp32 tokenizer is not reached by the outer bf16 autocast; a
+    # bf16 one is, and differs a little
+    dc = res['decode']
+    assert dc['fp32_under_autocast_max_diff'] == 0
+    assert 0 < dc['max_abs_diff_bf16_fp32'] < 0.1
+    assert dc['dtypes'] == dict(bf16='torch.float32', fp32_outer='torch.float32')
+    # kill-and-resume through tools/train.py (fp32 on CPU): same losses
+    rs = res['amp_resume']
+    assert rs['equal'] is True and rs['iters'] == 2 * rs['killed_after']
+    assert rs['resumed_losses'] == rs['uninterrupted_losses']
+
+
+def test_markdown_names_the_device_and_says_dry_run(dry_run):
+    res, md, proc = dry_run
+    assert res['device']['name'] in md and res['device']['torch'] in md
+    assert '**dry run**' in md and res['date'] in md
+    for label in ('CIM-ResPix', 'CIM-RevDet', 'BEiT v1', 'MAE'):
+        assert f'| {label} | 4 |' in md
+    assert 'complete' in proc.stdout.splitlines()[-1]
+
+
+def test_results_of_a_failed_stage_are_named():
+    res = dict(settings=dict(target_ratio=1.5, target_mfu=0.4), steps={}, loader={})
+    sm = R.summarise(res)
+    assert sm['cim_respix_over_beit'] is None and all(v is None for v in sm['targets'].values())
+    res['summary'] = sm
+    assert 'steps.cim-respix.step_s' in R.missing_fields(res)
