@@ -1,7 +1,9 @@
 """Several processes without CUDA (mmengine 0.10.7, torch 2.14).
 
-Three things stop ``tools/dist_train.sh CONFIG N`` on a machine without a GPU;
-each fix changes nothing where CUDA is available (``tests/test_distributed.py``):
+Three things stop ``tools/dist_train.sh CONFIG N`` on a machine without a GPU.
+Installed by :func:`cim_mm.utils.install_compat` (on ``import cim_mm``), tested
+in ``tests/test_distributed.py``. Fixes 1 and 2 act only where CUDA is absent;
+fix 3 only on CPU tensors, where torch would raise:
 
 1. mmengine's ``init_dist`` calls ``torch.cuda.set_device(local_rank)`` for the
    pytorch / slurm / mpi launchers and defaults to (and the mmpretrain runtime

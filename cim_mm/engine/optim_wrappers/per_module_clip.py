@@ -61,6 +61,9 @@ class _PerModuleClip:
                 raise UserError('optim_wrapper.clip_grad.per_module needs norm clipping: '
                                 "remove clip_grad.type or set it to 'norm'")
             max_norm = clip_grad.get('max_norm')
+            if max_norm is None:
+                raise UserError('optim_wrapper.clip_grad needs max_norm (one number, or '
+                                'one per group of clip_grad.per_module)')
             if isinstance(max_norm, dict):  # checked per group below
                 clip_grad['max_norm'] = 0.0
         super().__init__(*args, clip_grad=clip_grad, **kwargs)
@@ -121,17 +124,20 @@ class _PerModuleClip:
                 'PerModuleClipOptimWrapper: call optim_context(model) before step() '
                 "(mmengine's train_step does) so the module groups are known")
         kwargs = {k: v for k, v in self.clip_grad_kwargs.items() if k != 'max_norm'}
-        norms = []
+        names, norms = [], []
         for name, params in self._groups.items():
             params = [p for p in params if p.grad is not None]
-            if not params:
-                continue
-            norm = self.clip_func(params, max_norm=self.max_norms[name], **kwargs)
-            self.message_hub.update_scalar(f'train/{self.grad_name}_{name}', float(norm))
-            norms.append(norm)
-        if norms:
-            total = torch.linalg.vector_norm(torch.stack(norms).float())
-            self.message_hub.update_scalar(f'train/{self.grad_name}', float(total))
+            if params:
+                norms.append(self.clip_func(params, max_norm=self.max_norms[name], **kwargs))
+                names.append(name)
+        if not norms:
+            return
+        norms = torch.stack([n.float() for n in norms])  # [G], before clipping
+        total = torch.linalg.vector_norm(norms, ord=float(kwargs.get('norm_type', 2.0)))
+        values = torch.cat([norms, total[None]]).tolist()  # one host sync, as mmengine's
+        for name, value in zip(names, values):
+            self.message_hub.update_scalar(f'train/{self.grad_name}_{name}', value)
+        self.message_hub.update_scalar(f'train/{self.grad_name}', values[-1])
 
 
 @OPTIM_WRAPPERS.register_module()
