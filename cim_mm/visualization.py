@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cim_mm.utils.errors import UserError
+
 __all__ = ['cim_step_outputs', 'draw_cim_step', 'slice_data_batch', 'RECOVERED_TITLE']
 
 #: title of the ResPix column that adds the original's window mean/std back to
@@ -82,7 +84,7 @@ def cim_step_outputs(model, data_batch: dict) -> dict[str, torch.Tensor]:
         data = model.data_preprocessor(data_batch, training=False)
         inputs = data['inputs']
         if not isinstance(inputs, (list, tuple)) or len(inputs) < 3:
-            raise ValueError(
+            raise UserError(
                 'draw_cim_step needs masks in the batch: the pipeline must have '
                 'BEiTMaskGenerator before PackInputs.')
         img, tok_img, mask = inputs[0], inputs[1], inputs[2].bool()

@@ -280,6 +280,10 @@ def test_report_seeds_median_spread_and_ties(tmp_path):
     table = report.readme_table(data)
     assert '| A | **60.00 (60.00–60.00)** | **81.00 (80.00–82.00)** |' in table
     assert 'median of 3 seeds' in table and '`cmd`' in table
+    # ablation reports add the change against the demo recipe
+    md = report.markdown([run('cim-revdet', 0, 80.), run('cim-revdet@temp0', 0, 81.5)],
+                         dict(meta, ablation=True))
+    assert '| CIM-REVDET@TEMP0 | +0.00 | +1.50 | +0.00 | +0 |' in md
 
 
 # ------------------------------------------------------- resume and failures

@@ -25,8 +25,9 @@ def dry_run(tmp_path_factory) -> tuple[dict, str, subprocess.CompletedProcess]:
     proc = subprocess.run(['bash', str(ROOT / 'tools' / 'gpu_check.sh'), '--dry-run',
                            '--out', str(out)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((out / 'results.json').read_text())
+    failed = {k: v.get('error') for k, v in res['stages'].items() if not v['ok']}
+    assert proc.returncode == 0, (failed, proc.stdout[-2000:], proc.stderr[-2000:])
     return res, (out / 'results.md').read_text(), proc
 
 

@@ -81,7 +81,7 @@ def tiny_train_cfg(data_root: str, work_dir: str, **overrides) -> str:
         default_scope='mmpretrain',
         model=tiny_vit_cim_cfg(),
         train_dataloader=dict(
-            batch_size=2, num_workers=1, persistent_workers=True,
+            batch_size=2, num_workers=1, persistent_workers=False,  # fresh workers each epoch
             sampler=dict(type='DefaultSampler', shuffle=True),
             collate_fn=dict(type='default_collate'),
             dataset=dict(type='UnlabeledImageFolder', data_root=data_root,
@@ -235,6 +235,14 @@ def test_too_many_bad_files_stop_in_one_line(tmp_path):
     ds = _build(root, max_bad_share=0.2)  # 2 of 10 = 20 %: allowed
     assert all(ds[i] is not None for i in range(len(ds)))
     assert ds.bad_files.count() == 2
+    # raised in a DataLoader worker: the main process gets the same UserError
+    ds = _build(root, max_bad_share=0.1)
+    batches = iter(DataLoader(ds, batch_size=10, num_workers=1, collate_fn=default_collate))
+    try:
+        with pytest.raises(UserError, match=r'2 of 10 images in .*max_bad_share=0.1\)'):
+            next(batches)
+    finally:
+        batches._shutdown_workers()  # now, not seconds later when collected
 
 
 def test_tally_merge_count():
@@ -312,13 +320,14 @@ def test_train_stops_above_bad_share_in_one_line(tmp_path, capsys):
     import train
     root = write_images(str(tmp_path / 'imgs'))
     cfg = tiny_train_cfg(root, str(tmp_path / 'work'))  # default 1 %: 1 of 9 is too many
-    with pytest.raises(SystemExit) as exit_:
-        train.main([cfg])
+    with pytest.raises(SystemExit) as exit_:  # (workers: see test_too_many_bad_files_...)
+        train.main([cfg, '--cfg-options', 'train_dataloader.num_workers=0'])
     assert exit_.value.code == 1
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.startswith('train.py: error:')]
     assert len(lines) == 1 and 'Traceback' not in err, err
-    assert '1 of 9 images in' in lines[0] and 'max_bad_share=0.01' in lines[0]
+    assert lines[0].startswith(f'train.py: error: 1 of 9 images in {root} could not be '
+                               'loaded (11.1 %, more than max_bad_share=0.01)'), lines
 
 
 def test_train_on_empty_folder_is_one_line(tmp_path, capsys):

@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             from cim_mm.benchmark.report import readme_table
             data = read_json(osp.join(args.readme_table, 'results.json'))
             if data is None:
-                raise FileNotFoundError(f'no results.json in {args.readme_table}: run the '
+                raise UserError(f'no results.json in {args.readme_table}: run the '
                                         'benchmark there first')
             print(readme_table(data), end='')
             return 0

@@ -41,10 +41,12 @@ def use_packed_deps() -> list[str]:
             'dall_e', 'mmcv', 'mmengine', 'mmpretrain')]:
         del sys.modules[name]  # half-imported from this machine's packages
     added = [osp.join(DEPS, 'site')]
-    try:
-        import pkg_resources  # noqa: F401
-    except ImportError:  # setuptools >= 81 has none; mmengine 0.10.7 needs it
-        added.append(osp.join(DEPS, 'compat'))
+    import importlib
+    for name in ('pkg_resources', 'distutils'):  # mmengine 0.10.7 imports both
+        try:
+            importlib.import_module(name)
+        except ImportError:  # setuptools >= 81 / Python >= 3.12 without them
+            added.append(osp.join(DEPS, 'compat', name))
     sys.path[1:1] = added
     old = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
     os.environ['PYTHONPATH'] = os.pathsep.join([ROOT, *added, *old])

@@ -34,6 +34,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from cim_mm.utils.errors import UserError
+
 from .scales import Scale
 
 ABLATION_BASES = ('cim-revdet', 'cim-respix')
@@ -89,11 +91,11 @@ def parse_ablations(text: str) -> list[str]:
     wanted = [a.strip().lower() for a in text.split(',') if a.strip()]
     unknown = [a for a in wanted if a not in every]
     if unknown:
-        raise ValueError(f'unknown ablation(s) {", ".join(unknown)}; choose from '
+        raise UserError(f'unknown ablation(s) {", ".join(unknown)}; choose from '
                          f'{", ".join(ablation_names())} (docs/benchmark.md#ablations)')
     pending = [a for a in wanted if a.split('@')[-1] in PENDING]
     if pending:
-        raise ValueError(f'ablation(s) {", ".join(pending)} need an option that does not '
+        raise UserError(f'ablation(s) {", ".join(pending)} need an option that does not '
                          'exist yet (PER_NET_CLIP_OPTIONS in cim_mm/benchmark/ablations.py)')
     return [a for a in every if a in wanted]
 
@@ -116,12 +118,12 @@ def build_ablation_spec(name: str, scale: Scale):
     from .specs import build_spec
     base, _, knob = name.partition('@')
     if base not in ABLATION_BASES or knob not in KNOBS:
-        raise ValueError(f'unknown ablation {name!r}; choose from '
+        raise UserError(f'unknown ablation {name!r}; choose from '
                          f'{", ".join(ablation_names())}')
     if scale.track != 'vit':
-        raise ValueError('the ablations run on the tiny ViT (--track vit)')
+        raise UserError('the ablations run on the tiny ViT (--track vit)')
     if knob in PENDING:
-        raise ValueError(f'ablation {name} needs an option that does not exist yet '
+        raise UserError(f'ablation {name} needs an option that does not exist yet '
                          '(PER_NET_CLIP_OPTIONS in cim_mm/benchmark/ablations.py)')
     spec = copy.deepcopy(build_spec(base, scale))
     label, options = KNOBS[knob]

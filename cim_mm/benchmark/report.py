@@ -182,6 +182,8 @@ def markdown(results: list, meta: dict, flops: Optional[dict] = None) -> str:
     else:
         L += ['', 'Bold: best of the column (one seed: no spread is known; differences of '
               '~1 point are within run-to-run noise, see docs/benchmark.md).']
+    if meta.get('ablation'):
+        L += _ablation_deltas(summary)
     L += ['Throughput: images per second inside the '
           'training step (data loading excluded; first 2 steps excluded). Peak mem: '
           f'{meta.get("mem_method", "peak memory of the pre-training loop")}; Mem Δ: '
@@ -236,6 +238,27 @@ def markdown(results: list, meta: dict, flops: Optional[dict] = None) -> str:
     L += ['', 'How to read this table: `docs/benchmark.md`. Raw figures: `results.json`, '
           '`results.csv`; plots: `quality.png`, `cost.png`, `cim_breakdown.png`.', '']
     return '\n'.join(L)
+
+
+def _ablation_deltas(summary: list) -> list:
+    """Rows ``<method>@<knob>``: median top-1 minus the demo recipe's (``<method>``)."""
+    by = {r['method']: r for r in summary if r.get('n_ok')}
+    rows = [r for r in summary if '@' in str(r['method']) and r.get('n_ok')
+            and str(r['method']).split('@')[0] in by]
+    if not rows:
+        return []
+    L = ['', '### Change against the demo recipe (median top-1, points)', '',
+         '| Ablation | Δ k-NN | Δ Linear | Δ Fine-tune | Δ steps |', '|---|---:|---:|---:|---:|']
+    for r in rows:
+        b = by[str(r['method']).split('@')[0]]
+        cells = []
+        for k in METRICS + ('pretrain_iters', ):
+            v, w = r.get(k), b.get(k)
+            cells.append(f'{v - w:+.2f}' if _num(v) and _num(w) and k in METRICS else
+                         f'{v - w:+.0f}' if _num(v) and _num(w) else '–')
+        L.append(f'| {r["label"]} | ' + ' | '.join(cells) + ' |')
+    L.append('')
+    return L
 
 
 def _first_seed(results: list) -> list:

@@ -65,7 +65,8 @@ class UnlabeledImageFolder(BaseDataset):
     never decoded again (so each file is named once). When more than
     ``max_bad_share`` of the images are flagged, loading stops with a one-line
     :class:`UserError`. ``SkippedImagesHook`` logs the count each epoch and adds
-    up the ranks of a distributed run.
+    up the ranks of a distributed run. (So the pipeline must return ``None``
+    only for a bad file, never at random: a flagged index is not tried again.)
 
     Args:
         data_root: the folder (e.g. ``data/imagenet/train``).

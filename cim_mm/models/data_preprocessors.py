@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
 from mmpretrain.registry import MODELS
 
+from cim_mm.utils.errors import UserError
+
 from .tokenizers.base import map_pixels
 
 
@@ -62,7 +64,7 @@ class CIMDataPreprocessor(SelfSupDataPreprocessor):
         if isinstance(img, (list, tuple)):
             img = img[0]
         if img.dim() != 4:
-            raise ValueError(
+            raise UserError(
                 f'CIMDataPreprocessor expects a batch of images [B, C, H, W], '
                 f'got shape {tuple(img.shape)}; use default_collate in the '
                 'dataloader (collate_fn=dict(type="default_collate")).')

@@ -31,8 +31,13 @@ DISTRIBUTIONS = ('mmengine', 'mmcv', 'mmpretrain', 'addict', 'yapf', 'termcolor'
                  'mat4py', 'model-index', 'ordered-set', 'platformdirs',
                  'importlib_metadata', 'lazy-importer', 'DALL-E')
 
-PKG_RESOURCES_SHIM = '''"""Minimal pkg_resources (tools/gpu_check.sh): what mmengine 0.10.7 uses
-(get_distribution, DistributionNotFound), over importlib.metadata."""
+# Minimal stand-ins, each put on the path only where ``import NAME`` fails:
+# mmengine 0.10.7 resolves ``mmpretrain::`` config bases with pkg_resources
+# (gone from setuptools >= 81) and its Runner's collect_env imports distutils
+# (gone from Python >= 3.12 unless setuptools' hook provides it).
+SHIMS: dict[str, dict[str, str]] = {
+    'pkg_resources': {'__init__.py': '''"""Minimal pkg_resources (tools/gpu_check.sh): what
+mmengine 0.10.7 uses (get_distribution, DistributionNotFound), over importlib.metadata."""
 import importlib.metadata as _md
 
 
@@ -52,7 +57,15 @@ def get_distribution(name):
         return _Distribution(_md.distribution(str(name)))
     except _md.PackageNotFoundError:
         raise DistributionNotFound(name) from None
-'''
+'''},
+    'distutils': {
+        '__init__.py': '"""Minimal distutils (tools/gpu_check.sh) for mmengine\'s collect_env."""\n',
+        'errors.py': 'class DistutilsPlatformError(Exception):\n    pass\n',
+        'ccompiler.py': ('from .errors import DistutilsPlatformError\n\n\n'
+                         'def new_compiler(*args, **kwargs):\n'
+                         '    raise DistutilsPlatformError("no compiler in this shim")\n'),
+    },
+}
 
 
 def _keep(rel: str) -> bool:
@@ -81,10 +94,15 @@ def pack(dest: str) -> dict:
             dst = osp.join(site, rel)
             os.makedirs(osp.dirname(dst), exist_ok=True)
             shutil.copyfile(src, dst)
-    compat = osp.join(dest, 'compat', 'pkg_resources')
-    os.makedirs(compat, exist_ok=True)
-    with open(osp.join(compat, '__init__.py'), 'w') as f:
-        f.write(PKG_RESOURCES_SHIM)
+    compat = osp.join(dest, 'compat')
+    if osp.isdir(compat):
+        shutil.rmtree(compat)
+    for name, files in SHIMS.items():  # compat/NAME/NAME/...: one path entry each
+        folder = osp.join(compat, name, name)
+        os.makedirs(folder)
+        for fname, text in files.items():
+            with open(osp.join(folder, fname), 'w') as f:
+                f.write(text)
     with open(osp.join(dest, 'VERSIONS.txt'), 'w') as f:
         f.write(f'# packed from Python {sys.version.split()[0]} ({sys.executable})\n')
         f.writelines(f'{k}=={v}\n' for k, v in versions.items())

@@ -73,5 +73,5 @@ def toy_settings(peak_tflops: float = H100_SXM_BF16_DENSE_TFLOPS,
         jpeg_side=(48, 96), num_workers=num_workers, warmup_steps=1, timed_steps=2,
         loader_seconds=1., peak_tflops=peak_tflops, total_budget_s=total_budget_s,
         stage_limits_s=dict(assets=30, matmul=10, loader=30, **{m: 30 for m in METHODS},
-                            decode=20, amp_resume=90, tokenizer_channels_last=20),
+                            decode=20, amp_resume=120, tokenizer_channels_last=20),
         min_batch=2, decode_batch=2)

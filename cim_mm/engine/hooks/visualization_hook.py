@@ -10,6 +10,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
+from cim_mm.utils.errors import UserError
+
 from cim_mm.visualization import draw_cim_step, slice_data_batch
 
 
@@ -51,7 +53,7 @@ class CIMVisualizationHook(Hook):
                  name: str = 'cim_corruption',
                  seed: int = 0) -> None:
         if num_images < 1:
-            raise ValueError(f'CIMVisualizationHook num_images must be >= 1, got {num_images}')
+            raise UserError(f'CIMVisualizationHook num_images must be >= 1, got {num_images}')
         self.interval = int(interval)
         self.num_images = int(num_images)
         self.out_dir = out_dir

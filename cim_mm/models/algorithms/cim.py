@@ -95,10 +95,10 @@ class CIM(BaseSelfSupervisor):
         self.loss_weights = weights
         self.save_tokenizer = save_tokenizer
         if generator_input not in ('tokenizer', 'enhancer'):
-            raise ValueError("model.generator_input must be 'tokenizer' or 'enhancer', "
+            raise UserError("model.generator_input must be 'tokenizer' or 'enhancer', "
                              f'got {generator_input!r}')
         if enhancer_input not in ('decode', 'paste'):
-            raise ValueError("model.enhancer_input must be 'decode' or 'paste', "
+            raise UserError("model.enhancer_input must be 'decode' or 'paste', "
                              f'got {enhancer_input!r}')
         self.generator_input = generator_input
         self.enhancer_input = enhancer_input

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cim_mm.utils.errors import UserError
+
 
 def _window_moments(img: torch.Tensor,
                     window_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -17,7 +19,7 @@ def _window_moments(img: torch.Tensor,
     image in float64, batched on the same device.
     """
     if window_size < 1 or window_size % 2 != 1:
-        raise ValueError(f'window_size must be a positive odd number, got {window_size}')
+        raise UserError(f'window_size must be a positive odd number, got {window_size}')
     x = img.double()  # [B, C, H, W]
     pool = dict(kernel_size=window_size, stride=1, padding=window_size // 2,
                 count_include_pad=False)
@@ -58,7 +60,7 @@ def patchify(img: torch.Tensor, patch_size: int) -> torch.Tensor:
     B, C, H, W = img.shape
     p = patch_size
     if H % p or W % p:
-        raise ValueError(f'image size {(H, W)} is not divisible by patch size {p}')
+        raise UserError(f'image size {(H, W)} is not divisible by patch size {p}')
     h, w = H // p, W // p
     x = img.reshape(B, C, h, p, w, p)
     x = torch.einsum('bchpwq->bhwpqc', x)  # [B, h, w, p, p, C]

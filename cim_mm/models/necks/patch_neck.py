@@ -10,6 +10,8 @@ from mmengine.model import BaseModule
 from mmpretrain.models.utils import build_norm_layer
 from mmpretrain.registry import MODELS
 
+from cim_mm.utils.errors import UserError
+
 __all__ = ['CNNPatchNeck']
 
 
@@ -18,7 +20,7 @@ def _pair(size: Union[int, Sequence[int]], name: str) -> tuple[int, int]:
         size = (size, size)
     size = tuple(size)
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-        raise ValueError(f'CNNPatchNeck {name} must be a positive int or a pair '
+        raise UserError(f'CNNPatchNeck {name} must be a positive int or a pair '
                          f'of positive ints, got {size!r}')
     return size  # type: ignore[return-value]
 
@@ -78,25 +80,25 @@ class CNNPatchNeck(BaseModule):
         super().__init__(init_cfg=init_cfg)
         in_channels = [in_channels] if isinstance(in_channels, int) else list(in_channels)
         if not in_channels or not all(isinstance(c, int) and c > 0 for c in in_channels):
-            raise ValueError(f'CNNPatchNeck in_channels must be positive ints, got {in_channels}')
+            raise UserError(f'CNNPatchNeck in_channels must be positive ints, got {in_channels}')
         if in_indices is not None:
             in_indices = [int(i) for i in in_indices]
             if len(in_indices) != len(in_channels):
-                raise ValueError(
+                raise UserError(
                     f'CNNPatchNeck: {len(in_indices)} in_indices {in_indices} but '
                     f'{len(in_channels)} in_channels {in_channels}')
         if out_size is not None and scale_factor is not None:
-            raise ValueError('CNNPatchNeck: give either out_size or scale_factor, not both')
+            raise UserError('CNNPatchNeck: give either out_size or scale_factor, not both')
         self.out_size = _pair(out_size, 'out_size') if out_size is not None else None
         if scale_factor is not None and not (
                 isinstance(scale_factor, (int, float)) and scale_factor > 0):
-            raise ValueError(f'CNNPatchNeck scale_factor must be > 0, got {scale_factor!r}')
+            raise UserError(f'CNNPatchNeck scale_factor must be > 0, got {scale_factor!r}')
         self.scale_factor = scale_factor
         if upsample_mode not in ('bilinear', 'nearest'):
-            raise ValueError("upsample_mode must be 'bilinear' or 'nearest', "
+            raise UserError("upsample_mode must be 'bilinear' or 'nearest', "
                              f'got {upsample_mode!r}')
         if num_convs < 0:
-            raise ValueError(f'num_convs must be >= 0, got {num_convs}')
+            raise UserError(f'num_convs must be >= 0, got {num_convs}')
         self.in_channels = in_channels
         self.in_indices = in_indices
         self.out_channels = out_channels
@@ -123,7 +125,7 @@ class CNNPatchNeck(BaseModule):
         for s in ref_size:
             g = s * self.scale_factor
             if abs(g - round(g)) > 1e-6 or round(g) < 1:
-                raise ValueError(
+                raise UserError(
                     f'CNNPatchNeck: feature size {tuple(ref_size)} x scale_factor '
                     f'{self.scale_factor} is not an integer grid; set out_size '
                     'instead or change the input size')
@@ -136,7 +138,7 @@ class CNNPatchNeck(BaseModule):
         inputs = list(inputs)
         if self.in_indices is None:
             if len(inputs) != len(self.in_channels):
-                raise ValueError(
+                raise UserError(
                     f'CNNPatchNeck got {len(inputs)} feature maps but has '
                     f'{len(self.in_channels)} in_channels: set in_indices or match '
                     "the backbone's out_indices")
@@ -145,12 +147,12 @@ class CNNPatchNeck(BaseModule):
             try:
                 feats = [inputs[i] for i in self.in_indices]
             except IndexError:
-                raise ValueError(
+                raise UserError(
                     f'CNNPatchNeck in_indices {self.in_indices} out of range for '
                     f'{len(inputs)} backbone outputs') from None
         for i, (x, c) in enumerate(zip(feats, self.in_channels)):
             if x.dim() != 4 or x.shape[1] != c:
-                raise ValueError(
+                raise UserError(
                     f'CNNPatchNeck level {i}: expected [B, {c}, H, W], got '
                     f'{tuple(x.shape)}')
         return feats
