@@ -157,3 +157,16 @@ def test_tool_bug_is_not_disguised_as_a_user_error(setup, monkeypatch):
     with pytest.raises(ValueError, match='internal: not a user mistake') as info:
         tool.main([cfg_path, ckpt])
     assert not isinstance(info.value, SystemExit)
+
+
+def test_worker_re_raise_keeps_only_the_users_message() -> None:
+    """A UserError re-raised by a DataLoader worker prints its message without
+    the worker's traceback or the exception's class name."""
+    from cim_mm.utils.cli import one_line
+    from cim_mm.utils.errors import UserError
+    err = UserError('Caught UserError in DataLoader worker process 0.\n'
+                    'Original Traceback (most recent call last):\n'
+                    '  File "x.py", line 1, in f\n'
+                    'cim_mm.utils.errors.UserError: 3 of 9 images could not be loaded')
+    assert one_line(err) == '3 of 9 images could not be loaded'
+    assert one_line(UserError('plain: message')) == 'plain: message'

@@ -8,8 +8,10 @@ from mmcv.transforms import LoadImageFromFile
 from mmengine.logging import print_log
 from mmpretrain.registry import TRANSFORMS
 
+from cim_mm.utils.errors import UserError
 
-class ImageLoadError(ValueError):
+
+class ImageLoadError(UserError):
     """An image file that cannot be read or is too small to be used."""
 
 

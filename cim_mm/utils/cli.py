@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from typing import Iterator
 
@@ -36,6 +37,8 @@ def one_line(err: BaseException) -> str:
     msg = str(err).strip().strip('"').splitlines()
     if any('Original Traceback' in m for m in msg):  # re-raised from a DataLoader worker
         msg = [m for m in msg if m.strip()][-1:]
+        # the worker's last line is 'pkg.ErrorType: message': keep the message
+        msg = [re.sub(r'^[A-Za-z_][\w.]*(Error|Exception): ', '', m.strip()) for m in msg]
     return ' '.join(m.strip() for m in msg) if msg else type(err).__name__
 
 

@@ -132,7 +132,9 @@ def run_check(settings: CheckSettings, out_dir: str, dalle_dir: Optional[str] = 
         settings=dict(settings.as_dict(), arch='ViT-B/16' if not settings.dry_run else
                       'toy ViT (2 layers, 32 dims, 16 px patches)',
                       peak_note='H100 SXM5 dense bf16 (datasheet); pass --peak-tflops '
-                      'for another card (H100 PCIe: 756)'),
+                      'for another card (H100 PCIe: 756)',
+                      precision='bf16 autocast (AmpOptimWrapper dtype=bfloat16)'
+                      if device.type == 'cuda' else 'fp32 (no CUDA: OptimWrapper)'),
         stages={}, steps={}, notes=ctx.notes)
     log(f"gpu_check | device {res['device']['name']} | torch {torch.__version__} | "
         f"{'dry run' if settings.dry_run else 'full size'} | out {out_dir}")

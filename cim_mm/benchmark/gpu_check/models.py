@@ -80,13 +80,22 @@ def build_model(scale, method: str, device: torch.device):
 def build_optim_wrapper(model, scale, device: torch.device):
     """The recipe's optimizer wrapper (``AmpOptimWrapper``, bf16, AdamW, clip 3);
     plain fp32 ``OptimWrapper`` off CUDA (mmengine 0.10.7 refuses AMP there)."""
+    import logging
+
+    from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper as _build
     cfg = copy.deepcopy(scale.optim_wrapper)
     if torch.device(device).type != 'cuda' and cfg.get('type') == 'AmpOptimWrapper':
         cfg['type'] = 'OptimWrapper'
         for k in ('dtype', 'loss_scale'):
             cfg.pop(k, None)
-    return _build(model, cfg)
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # a warning per frozen tokenizer parameter
+    try:
+        return _build(model, cfg)
+    finally:
+        logger.setLevel(level)
 
 
 def recipe_loader_config(repo_root: str, data_root: str, batch_size: int,

@@ -115,7 +115,7 @@ def markdown(r: dict) -> str:
         f"- date: {r.get('date')}; status: **{r.get('status')}** "
         f"({r.get('wall_s', 0):.0f} s); commit {d.get('commit', '–')}",
         f"- model: {s['arch']} at {s['img_size']} px, "
-        f"{'fp32 (CPU)' if dry else 'bf16 autocast (AmpOptimWrapper dtype=bfloat16)'}; "
+        f"{s.get('precision', '–')}; "
         f"DALL-E: {(r.get('assets') or {}).get('dalle', {}).get('weights', '–')}",
         f"- peak for MFU: {s['peak_tflops']} TFLOP/s ({s['peak_note']}); measured "
         f"{_f((r.get('matmul') or {}).get('tflops'), '.1f')} TFLOP/s on a "
@@ -158,8 +158,11 @@ def markdown(r: dict) -> str:
     ld, dc, rs = r.get('loader') or {}, r.get('decode') or {}, r.get('amp_resume') or {}
     lines += ['', '## Loader, tokenizer precision, resume', '',
               f"- loader: {_f(ld.get('img_per_s'), '.1f')} images/s with "
-              f"{ld.get('num_workers', '–')} workers ({ld.get('cpu_count', '–')} CPUs), "
-              f"{ld.get('dataset', '–')} + {' → '.join(ld.get('pipeline', []))}; "
+              f"{ld.get('num_workers', '–')} workers ({ld.get('cpu_count', '–')} CPUs)"
+              + (f", {_f(ld['img_per_s_all_cpus'], '.1f')} with {ld['num_workers_all_cpus']}"
+                 if ld.get('img_per_s_all_cpus') else '')
+              + f"; {ld.get('dataset', '–')} + {' → '.join(ld.get('pipeline', []))} "
+              f"(InfiniteSampler; JPEGs in the page cache); "
               f"the CIM-ResPix step consumes "
               f"{_f(((r.get('steps') or {}).get('cim-respix') or {}).get('img_per_s'), '.1f')}"
               ' images/s',

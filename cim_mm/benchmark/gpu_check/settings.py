@@ -56,9 +56,9 @@ def full_settings(peak_tflops: float = H100_SXM_BF16_DENSE_TFLOPS,
                   total_budget_s: float = 420.) -> CheckSettings:
     """One H100, at most ~7 minutes of stages (the shell adds a hard 8-minute cap)."""
     return CheckSettings(
-        dry_run=False, batch_size=batch_size, img_size=224, num_images=384,
-        jpeg_side=(320, 560), num_workers=num_workers, warmup_steps=3, timed_steps=10,
-        loader_seconds=15., peak_tflops=peak_tflops, total_budget_s=total_budget_s,
+        dry_run=False, batch_size=batch_size, img_size=224, num_images=512,
+        jpeg_side=(320, 560), num_workers=num_workers, warmup_steps=5, timed_steps=20,
+        loader_seconds=10., peak_tflops=peak_tflops, total_budget_s=total_budget_s,
         stage_limits_s=dict(assets=60, matmul=20, loader=60, **{m: 75 for m in METHODS},
                             decode=40, amp_resume=150, tokenizer_channels_last=45),
         decode_batch=32)
