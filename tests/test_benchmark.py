@@ -357,6 +357,21 @@ def test_seeds_resume_per_method_and_seed(tmp_path, monkeypatch):
     assert runner.fingerprint(dict(opts, clock='process'))['clock'] == 'process'
 
 
+def test_suite_runs_vit_resnet_and_ablations(tmp_path, monkeypatch, fake_fashion_mnist,
+                                             capsys):
+    import benchmark
+    seen = []
+    monkeypatch.setattr(runner, 'run_benchmark', lambda o: seen.append(o) or 0)
+    assert benchmark.main(['--suite', '--seeds', '3', '--budget-s', '60', '--ablate-budget-s',
+                           '480', '--work-dir', str(tmp_path), '--data-root',
+                           fake_fashion_mnist]) == 0
+    assert [(o['track'], o['ablate'], o['seeds'], o['budget_s']) for o in seen] == [
+        ('vit', None, 3, 60.), ('resnet', None, 3, 60.), ('vit', 'all', 1, 480.)]
+    assert [osp.basename(o['work_dir']) for o in seen] == ['vit', 'resnet', 'ablation']
+    out = capsys.readouterr().out
+    assert 'suite: vit: 27 run(s)' in out and 'resnet: 33 run(s)' in out and 'ETA' in out
+
+
 def test_process_clock_counts_cpu_time_over_threads():
     import time
 

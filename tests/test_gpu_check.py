@@ -91,3 +91,95 @@ def test_results_of_a_failed_stage_are_named():
     assert sm['cim_respix_over_beit'] is None and all(v is None for v in sm['targets'].values())
     res['summary'] = sm
     assert 'steps.cim-respix.step_s' in R.missing_fields(res)
+
+
+def test_out_of_memory_halves_the_batch(monkeypatch):
+    import torch
+
+    from cim_mm.benchmark.gpu_check import steps
+    from cim_mm.benchmark.gpu_check.context import CheckContext
+    from cim_mm.benchmark.gpu_check.settings import toy_settings
+    tried = []
+
+    def fake_time_at(ctx, method, bs, *args):
+        tried.append(bs)
+        if bs > 2:
+            raise torch.cuda.OutOfMemoryError('CUDA out of memory')
+        return dict(step_s=1.)
+
+    monkeypatch.setattr(steps, '_time_at', fake_time_at)
+    s = toy_settings(batch_size=8)
+    ctx = CheckContext(settings=s, device=torch.device('cpu'), tmp='', log=lambda m: None,
+                       batch_size=8)
+    out = steps.time_method(ctx, 'mae')
+    assert tried == [8, 4, 2] and out['batch_size'] == ctx.batch_size == 2
+    assert 'halved from 8 to 2' in out['note']
+    ctx.batch_size = 8
+    s.min_batch = 4  # 2 is below the floor: the error is raised
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        steps.time_method(ctx, 'mae')
+
+
+def test_a_stage_past_its_limit_is_recorded_and_the_run_goes_on():
+    import time
+
+    import torch
+
+    from cim_mm.benchmark.gpu_check.check import _run_stage
+    from cim_mm.benchmark.gpu_check.context import CheckContext
+    from cim_mm.benchmark.gpu_check.settings import toy_settings
+    ctx = CheckContext(settings=toy_settings(), device=torch.device('cpu'), tmp='',
+                       log=lambda m: None)
+    res: dict = dict(steps={})
+    slow, ok = dict(ok=False), dict(ok=False)
+    t0 = time.perf_counter()
+    _run_stage('decode', lambda: time.sleep(5), 0.3, slow, res, ctx, lambda m: None)
+    assert time.perf_counter() - t0 < 2
+    assert not slow['ok'] and slow['error'].startswith('StageTimeout')
+    _run_stage('matmul', lambda: dict(tflops=1.), 5, ok, res, ctx, lambda m: None)
+    assert ok['ok'] and res['matmul'] == dict(tflops=1.)
+
+
+def test_synthetic_batch_trains_when_the_loader_fails(tmp_path):
+    """The steps' fallback batch has the loader batch's form: a CIM step runs on it."""
+    import torch
+
+    from cim_mm.benchmark.gpu_check.assets import write_official_dalle
+    from cim_mm.benchmark.gpu_check.context import CheckContext
+    from cim_mm.benchmark.gpu_check.models import build_gpu_scale, synthetic_batch
+    from cim_mm.benchmark.gpu_check.settings import TOY_DALLE, toy_settings
+    from cim_mm.benchmark.gpu_check.steps import time_method
+    write_official_dalle(str(tmp_path), TOY_DALLE)
+    scale = build_gpu_scale(str(tmp_path), 2, toy=True)
+    batch = synthetic_batch(scale, 2)
+    assert batch['inputs'].shape == (2, 3, 64, 64) and batch['inputs'].dtype == torch.uint8
+    assert int(batch['data_samples'][0].mask.sum()) == scale.beit_mask['num_masking_patches']
+    s = toy_settings(batch_size=2)
+    s.timed_steps = 1
+    ctx = CheckContext(settings=s, device=torch.device('cpu'), tmp=str(tmp_path),
+                       log=lambda m: None, scale=scale, batch=batch, batch_size=2)
+    out = time_method(ctx, 'cim-respix', count=False)
+    assert out['step_s'] > 0 and set(out['losses']) >= {'loss_gen', 'loss_enh'}
+
+
+def test_pack_deps_for_a_bare_gpu_machine(tmp_path):
+    """``--pack-deps``: Python files only, the stand-ins import and answer."""
+    import importlib.util
+
+    from cim_mm.benchmark.gpu_check.deps import DISTRIBUTIONS, pack
+    got = pack(str(tmp_path))
+    assert set(got) == set(DISTRIBUTIONS) and got['mmengine'] and got['DALL-E'] == '0.1'
+    files = [p for p in (tmp_path / 'site').rglob('*') if p.is_file()]
+    assert not [p for p in files if p.suffix in ('.so', '.pyc')]
+    site = tmp_path / 'site'
+    for pkg in ('mmengine', 'mmcv', 'mmpretrain', 'dall_e'):
+        assert (site / pkg / '__init__.py').is_file()
+    assert (site / 'mmpretrain' / '.mim' / 'configs' / '_base_' / 'default_runtime.py').is_file()
+    shim_file = tmp_path / 'compat' / 'pkg_resources' / 'pkg_resources' / '__init__.py'
+    spec = importlib.util.spec_from_file_location('pkg_resources_shim', shim_file)
+    shim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shim)
+    assert shim.get_distribution('mmengine').version == got['mmengine']
+    with pytest.raises(shim.DistributionNotFound):
+        shim.get_distribution('no-such-distribution')
+    assert (tmp_path / 'compat' / 'distutils' / 'distutils' / 'errors.py').is_file()

@@ -36,6 +36,7 @@ import os
 import os.path as osp
 import shlex
 import sys
+import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -114,6 +115,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--force', action='store_true',
                    help='re-run methods even if their result.json exists')
+    p.add_argument('--suite', action='store_true',
+                   help='cpu-small: the whole suite in one command: the ViT table, the '
+                   'ResNet track (both with --seeds, --budget-s) and the ablations '
+                   '(--ablate-budget-s), into WORK_DIR/{vit,resnet,ablation} (default '
+                   'work_dirs/benchmark_suite)')
+    p.add_argument('--ablate-budget-s', type=float, default=480.,
+                   help='--suite: pre-training budget of each ablation')
     p.add_argument('--report-only', action='store_true',
                    help='run nothing: rewrite the report from the finished runs')
     p.add_argument('--readme-table', metavar='WORK_DIR', default=None,
@@ -170,6 +178,41 @@ def _check_data_root(opts: dict) -> None:
             'bash tools/prepare_fashion_mnist.sh, or pass --data-root DIR with the idx files')
 
 
+def run_suite(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """The ViT table, the ResNet track and the ablations, one after the other."""
+    import copy
+
+    from cim_mm.benchmark.runner import _fmt_s, rough_plan, run_benchmark, say
+    from cim_mm.utils.errors import UserError
+    if args.scale != 'cpu-small' or args.ablate or args.methods != 'all':
+        raise UserError('--suite runs every method of the cpu-small suite: drop --scale / '
+                        '--ablate / --methods')
+    root = args.work_dir or 'work_dirs/benchmark_suite'
+    parts = []
+    for name, kw in (('vit', dict(track='vit')), ('resnet', dict(track='resnet')),
+                     ('ablation', dict(track='vit', ablate='all', seeds=1,
+                                       budget_s=args.ablate_budget_s))):
+        a = copy.copy(args)
+        a.work_dir = osp.join(root, name)
+        for k, v in kw.items():
+            setattr(a, k, v)
+        parts.append((name, options(a, argv)))
+    _check_data_root(parts[0][1])
+    plans = [rough_plan(o) for _, o in parts]
+    say('suite: ' + '; '.join(f'{n}: {k} run(s) ~{_fmt_s(t)}' for (n, _), (k, t)
+                              in zip(parts, plans))
+        + f'; ETA ~{_fmt_s(sum(t for _, t in plans))} (quiet machine)')
+    rc = 0
+    t0 = time.perf_counter()
+    for i, (name, opts) in enumerate(parts):
+        left = sum(t for _, t in plans[i:])
+        say(f'suite [{i + 1}/{len(parts)}] {name} -> {opts["work_dir"]}; ETA for the rest '
+            f'~{_fmt_s(left)}, {_fmt_s(time.perf_counter() - t0)} so far')
+        rc = max(rc, run_benchmark(opts))
+    say(f'suite: done in {_fmt_s(time.perf_counter() - t0)}')
+    return rc
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from cim_mm.utils.cli import user_errors_as_one_line
@@ -183,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                                         'benchmark there first')
             print(readme_table(data), end='')
             return 0
+        if args.suite:
+            return run_suite(args, argv)
         opts = options(args, argv)
         from cim_mm.benchmark.specs import parse_methods
         try:  # an unknown name fails first, in one line: the names are the user's

@@ -196,19 +196,46 @@ def run_one(settings: dict, in_process: bool) -> tuple[bool, str]:
 
 
 # ---------------------------------------------------------------------- all
-def run_benchmark(opts: dict) -> int:
-    """Run every selected method x seed, write the report; returns the exit status."""
-    from .specs import label_of, parse_methods
-    t0 = time.perf_counter()
-    work_dir = osp.abspath(opts['work_dir'])
-    os.makedirs(work_dir, exist_ok=True)
+def _units(opts: dict) -> list:
     if opts.get('ablate'):
         from .ablations import parse_ablations
         methods = parse_ablations(opts['ablate'])
     else:
+        from .specs import parse_methods
         methods = parse_methods(opts.get('methods'), opts.get('track') or 'vit')
+    return [(m, s) for m in methods for s in seed_list(opts)]
+
+
+def rough_plan(opts: dict) -> tuple[int, float]:
+    """(runs left to do, rough seconds) of a benchmark, before it starts:
+    for the whole-suite ETA (the tokenizer is assumed trained if present)."""
+    work_dir = osp.abspath(opts['work_dir'])
+    tok = osp.join(REPO_ROOT, TOKENIZER_DIR, 'tokenizer.pth')
+    choice = opts.get('tokenizer', 'auto')
+    tok = None if choice == 'random' else (tok if choice == 'auto' else osp.abspath(choice))
+    tid = tokenizer_id(tok) if tok and osp.isfile(tok) else 'random'
+    ev = EVAL_GUESS_S.get((opts['scale'], opts['eval_subset']), 60.) \
+        if opts['eval'] != 'none' else 0.
+    n, total = 0, 0.
+    for m, sd in _units(opts):
+        fp = fingerprint(dict(opts, seed=sd, tokenizer_id=tid))
+        if not opts.get('force') and finished(work_dir, run_name(m, sd), fp)[0]:
+            continue
+        n += 1
+        total += ev + (0. if m == 'random' else BUILD_GUESS_S + (
+            opts['iters'] * 0.6 if opts.get('iters') else opts['budget_s']))
+    return n, total
+
+
+def run_benchmark(opts: dict) -> int:
+    """Run every selected method x seed, write the report; returns the exit status."""
+    from .specs import label_of
+    t0 = time.perf_counter()
+    work_dir = osp.abspath(opts['work_dir'])
+    os.makedirs(work_dir, exist_ok=True)
+    units = _units(opts)
+    methods = list(dict.fromkeys(m for m, _ in units))
     seeds = seed_list(opts)
-    units = [(m, s) for m in methods for s in seeds]
     scale = opts['scale']
     needs_tok = any(m.split('@')[0] in ('cim-respix', 'cim-revdet', 'beit') for m in methods)
     tok_path = None

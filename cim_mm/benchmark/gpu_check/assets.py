@@ -7,8 +7,9 @@
   (:func:`cim_mm.models.tokenizers.dalle.load_dalle_state_dict`) as real
   weights. Cost figures do not depend on the weights.
 * JPEGs: ImageNet's ``train/<class>/<name>.JPEG`` layout, sizes like
-  ImageNet's, smooth random content (low-resolution noise upsampled, plus a
-  little grain) encoded at quality 90, so decoding costs what a photo costs.
+  ImageNet's, smooth random content (low-resolution noise upsampled, plus
+  grain) encoded at quality 90 (~90 kB each, ImageNet's mean is ~110 kB), so
+  decoding costs about what a photo costs.
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def write_jpegs(root: str, num: int, side: tuple = (320, 560), classes: int = 4,
         h, w = (int(v) for v in rng.integers(lo, hi + 1, 2))
         low = rng.integers(0, 256, (max(h // 24, 2), max(w // 24, 2), 3), dtype=np.uint8)
         img = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)  # [h, w, 3]
-        grain = rng.integers(-10, 11, img.shape)
+        grain = rng.integers(-30, 31, img.shape)  # ~90 kB at 440 px, near ImageNet's
         img = np.clip(img.astype(np.int16) + grain, 0, 255).astype(np.uint8)
         path = osp.join(folder, f'img_{i:05d}.JPEG')
         if not cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 90]):

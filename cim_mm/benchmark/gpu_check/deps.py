@@ -59,7 +59,7 @@ def get_distribution(name):
         raise DistributionNotFound(name) from None
 '''},
     'distutils': {
-        '__init__.py': '"""Minimal distutils (tools/gpu_check.sh) for mmengine\'s collect_env."""\n',
+        '__init__.py': '"""Minimal distutils (tools/gpu_check.sh): collect_env."""\n',
         'errors.py': 'class DistutilsPlatformError(Exception):\n    pass\n',
         'ccompiler.py': ('from .errors import DistutilsPlatformError\n\n\n'
                          'def new_compiler(*args, **kwargs):\n'

@@ -138,3 +138,21 @@ def method_batch(batch: dict, method: str, n: int) -> dict:
     if method == 'beit':
         inputs = [inputs, inputs]
     return dict(inputs=inputs, data_samples=samples)
+
+
+def synthetic_batch(scale, n: int, seed: int = 0) -> dict:
+    """Random uint8 images + random masks of the scale's grid, shaped like a
+    CIM loader batch: the step timings' fallback when the loader stage failed."""
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(seed)
+    s, grid = scale.img_size, scale.img_size // scale.patch_size
+    num_mask = int(scale.beit_mask.get('num_masking_patches', grid * grid // 3))
+    imgs = torch.randint(0, 256, (n, 3, s, s), generator=g, dtype=torch.uint8)
+    samples = []
+    for _ in range(n):
+        mask = torch.zeros(grid * grid, dtype=torch.bool)  # 1 = masked
+        mask[torch.randperm(grid * grid, generator=g)[:num_mask]] = True
+        ds = DataSample()
+        ds.set_mask(mask.view(grid, grid))
+        samples.append(ds)
+    return dict(inputs=imgs, data_samples=samples)

@@ -71,6 +71,10 @@ def summarise(results: dict) -> dict:
     if cim and loader.get('img_per_s'):
         out['loader_over_cim_step'] = loader['img_per_s'] / cim['img_per_s']
         out['loader_feeds_cim'] = loader['img_per_s'] >= cim['img_per_s']
+    ref = s.get('cpu_counted_gflops') or {}
+    dev = {k: st[k]['gflops_per_img'] / v - 1 for k, v in ref.items()
+           if st.get(k, {}).get('gflops_per_img')}
+    out['flops_vs_cpu_count'] = max(dev.values(), key=abs) if dev else None
     r, m = out['cim_respix_over_beit'], out['mfu_cim_respix']
     out['targets'] = {
         f"CIM-ResPix step / BEiT v1 step <= {s['target_ratio']}":
@@ -131,7 +135,10 @@ def markdown(r: dict) -> str:
     lines += ['', f"Counted FLOPs per image, CIM-ResPix / BEiT v1: "
               f"{_f(sm.get('flops_cim_respix_over_beit'), '.2f')} (issue: "
               f"{s['flop_ratio_expected']}). CIM-RevDet / BEiT v1 step: "
-              f"{_f(sm.get('cim_revdet_over_beit'), '.2f')}.", '']
+              f"{_f(sm.get('cim_revdet_over_beit'), '.2f')}."
+              + (f" Largest deviation of a counted figure from the CPU count of the same "
+                 f"step: {_f(sm['flops_vs_cpu_count'], pct=True)}."
+                 if sm.get('flops_vs_cpu_count') is not None else ''), '']
     lines += ['## Training step (same batch of decoded JPEGs for every method)', '',
               '| method | batch | step (s) | images/s | GFLOPs/image | TFLOP/s | MFU '
               '| peak memory (MB) |', '|---|---|---|---|---|---|---|---|']
@@ -142,8 +149,8 @@ def markdown(r: dict) -> str:
             continue
         lines.append(
             f"| {LABELS[m]} | {x['batch_size']} | {_f(x['step_s'], '.4f')} | "
-            f"{_f(x['img_per_s'], '.1f')} | {_f(x.get('gflops_per_img'), '.1f')} | "
-            f"{_f(x.get('tflops_per_s'), '.1f')} | {_f(x.get('mfu'), pct=True)} | "
+            f"{_f(x['img_per_s'], '.1f')} | {_f(x.get('gflops_per_img'), '.4g')} | "
+            f"{_f(x.get('tflops_per_s'), '.3g')} | {_f(x.get('mfu'), pct=True)} | "
             f"{_f(x['peak_mem_mb'], '.0f')} |")
     br = ((r.get('steps') or {}).get('cim-respix') or {}).get('breakdown')
     if br:
@@ -154,7 +161,8 @@ def markdown(r: dict) -> str:
     if cl:
         lines += ['', f"CIM-ResPix with the tokenizer in channels_last: "
                   f"{_f(cl.get('step_s'), '.4f')} s/step "
-                  f"({_f(cl.get('speedup'), '.2f')} x the default)."]
+                  f"(speed-up {_f(cl.get('speedup'), '.2f')} x over the default; > 1 is "
+                  "faster)."]
     ld, dc, rs = r.get('loader') or {}, r.get('decode') or {}, r.get('amp_resume') or {}
     lines += ['', '## Loader, tokenizer precision, resume', '',
               f"- loader: {_f(ld.get('img_per_s'), '.1f')} images/s with "

@@ -46,6 +46,9 @@ class CheckSettings:
     target_ratio: float = 1.5  # CIM step / BEiT v1 step
     target_mfu: float = 0.40
     flop_ratio_expected: float = 1.43  # CIM / BEiT FLOPs per step, from the issue
+    # GFLOPs per image of one whole training step counted on a CPU (fp32, batch 2,
+    # FlopCounterMode, the same code): the GPU count should agree (full size only)
+    cpu_counted_gflops: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -61,7 +64,9 @@ def full_settings(peak_tflops: float = H100_SXM_BF16_DENSE_TFLOPS,
         loader_seconds=10., peak_tflops=peak_tflops, total_budget_s=total_budget_s,
         stage_limits_s=dict(assets=60, matmul=20, loader=60, **{m: 75 for m in METHODS},
                             decode=40, amp_resume=150, tokenizer_channels_last=45),
-        decode_batch=32)
+        decode_batch=32,
+        cpu_counted_gflops={'cim-respix': 229.3, 'cim-revdet': 228.6, 'beit': 160.1,
+                            'mae': 56.3})
 
 
 def toy_settings(peak_tflops: float = H100_SXM_BF16_DENSE_TFLOPS,

@@ -104,7 +104,6 @@ def _time_at(ctx: CheckContext, method: str, bs: int, tokenizer_channels_last: b
                    tflops_per_s=tflops, mfu=tflops / s.peak_tflops)
     if breakdown and hasattr(model, 'corrupt'):
         out['breakdown'] = _breakdown(model, optim, data)
-    del model, optim
     return out
 
 
