@@ -444,7 +444,7 @@ def test_smoke_run_resnet_track_seeds_process_clock(tmp_path, fake_fashion_mnist
     """--track resnet with 2 seeds on the process clock, in-process."""
     from benchmark import main
     rc = main(['--track', 'resnet', '--methods', 'mec,random', '--budget-s', '2',
-               '--seeds', '2', '--clock', 'process', '--eval-subset', 'small',
+               '--seeds', '2', '--clock', 'process', '--eval-subset', 'small', '--eval', 'knn',
                '--work-dir', str(tmp_path), '--in-process', '--data-root',
                fake_fashion_mnist])
     assert rc == 0

@@ -123,8 +123,9 @@ class KillAllRanksHook(Hook):
 
 # ------------------------------------------------------------ worker (torchrun)
 def check_cpu_sync_bn() -> dict:
-    """SyncBatchNorm on this rank's CPU slice vs BatchNorm2d on the pooled batch:
-    max |difference| of output, input grad, parameter grads, running stats."""
+    """SyncBatchNorm on each rank's CPU slice vs BatchNorm2d on the pooled batch:
+    max |difference| (over ranks) of output, input grad, parameter grads (summed
+    over ranks, as DDP does), running stats."""
     from torch import distributed as dist
     rank, world = dist.get_rank(), dist.get_world_size()
     g = torch.Generator().manual_seed(0)  # the same on every rank
@@ -147,14 +148,17 @@ def check_cpu_sync_bn() -> dict:
     grads = torch.cat([sync.weight.grad, sync.bias.grad])
     dist.all_reduce(grads)  # what DDP sums (then averages) over ranks
 
-    def err(a: torch.Tensor, b: torch.Tensor) -> float:
-        return float((a.detach() - b.detach()).abs().max())
-    return dict(
+    def err(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a.detach() - b.detach()).abs().max()
+    errors = dict(
         out=err(y, yr[mine]),
         grad_x=err(x.grad, xr.grad[mine]),
         grad_params=err(grads, torch.cat([ref.weight.grad, ref.bias.grad])),
         running_mean=err(sync.running_mean, ref.running_mean),
         running_var=err(sync.running_var, ref.running_var))
+    worst = torch.stack(list(errors.values()))  # [5]
+    dist.all_reduce(worst, op=dist.ReduceOp.MAX)  # over the ranks
+    return dict(zip(errors, worst.tolist()))
 
 
 def worker(runs: list[tuple[str, str]], out: str) -> None:
