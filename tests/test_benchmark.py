@@ -355,6 +355,15 @@ def test_seeds_resume_per_method_and_seed(tmp_path, monkeypatch):
     fp = runner.fingerprint(dict(opts, tokenizer_id='x'))
     assert 'track' not in fp and 'clock' not in fp
     assert runner.fingerprint(dict(opts, clock='process'))['clock'] == 'process'
+    # the tokenizer only matters to CIM / BEiT runs
+    json.dump(_fake_result('mae', 'MAE', settings=dict(fp, tokenizer_id='other')),
+              open(tmp_path / 'mae' / 'result.json', 'w'))
+    assert runner.finished(str(tmp_path), 'mae', fp)[0]
+    os.makedirs(tmp_path / 'cim-revdet_seed1')
+    json.dump(_fake_result('cim-revdet', 'CIM', settings=dict(fp, tokenizer_id='other')),
+              open(tmp_path / 'cim-revdet_seed1' / 'result.json', 'w'))
+    assert runner.finished(str(tmp_path), 'cim-revdet_seed1', fp) == (
+        False, 'settings changed (tokenizer_id)')
 
 
 def test_suite_runs_vit_resnet_and_ablations(tmp_path, monkeypatch, fake_fashion_mnist,
@@ -443,7 +452,7 @@ def test_smoke_run_cpu_small(tmp_path, fake_fashion_mnist):
 def test_smoke_run_resnet_track_seeds_process_clock(tmp_path, fake_fashion_mnist):
     """--track resnet with 2 seeds on the process clock, in-process."""
     from benchmark import main
-    rc = main(['--track', 'resnet', '--methods', 'mec,random', '--budget-s', '2',
+    rc = main(['--track', 'resnet', '--methods', 'mec,random', '--budget-s', '0.5',
                '--seeds', '2', '--clock', 'process', '--eval-subset', 'small', '--eval', 'knn',
                '--work-dir', str(tmp_path), '--in-process', '--data-root',
                fake_fashion_mnist])

@@ -293,8 +293,12 @@ def test_init_dist_and_ddp_without_cuda(monkeypatch, launcher):
     try:
         assert torch.distributed.get_backend() == 'gloo'
         assert torch.distributed.get_world_size() == 1
-        net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.SyncBatchNorm(2))
-        ref = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.BatchNorm2d(2))
+        torch.manual_seed(0)
+        # no conv bias: before a BN its gradient is 0 up to rounding
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1, bias=False),
+                                  torch.nn.SyncBatchNorm(2))
+        ref = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1, bias=False),
+                                  torch.nn.BatchNorm2d(2))
         ref.load_state_dict(net.state_dict())
         ddp = MMDistributedDataParallel(net, device_ids=[0], find_unused_parameters=False)
         assert ddp.device_ids is None
@@ -302,7 +306,8 @@ def test_init_dist_and_ddp_without_cuda(monkeypatch, launcher):
         (ddp(x) * w).sum().backward()
         (ref(x) * w).sum().backward()
         for (k, a), b in zip(net.named_parameters(), ref.parameters()):
-            torch.testing.assert_close(a.grad, b.grad, msg=k)  # DDP of 1 = no DDP
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5,
+                                       msg=k)  # DDP of 1 process = no DDP
         torch.testing.assert_close(net[1].running_var, ref[1].running_var)
     finally:
         torch.distributed.destroy_process_group()
@@ -383,7 +388,7 @@ def test_cpu_sync_bn_equals_batch_norm_on_the_pooled_batch(dist_runs):
     with open(dist_runs['sync_bn']) as f:
         errors = json.load(f)
     assert set(errors) == {'out', 'grad_x', 'grad_params', 'running_mean', 'running_var'}
-    assert max(errors.values()) < 1e-5, errors
+    assert max(errors.values()) < 1e-4, errors  # unsynchronised BN: ~0.5
 
 
 @pytest.mark.parametrize('family', list(FAMILIES))

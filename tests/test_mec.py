@@ -88,5 +88,5 @@ def test_mec_gradients_reach_the_online_branch_only_and_steps_lower_the_loss():
         loss = model.loss([x1, x2], [])['loss']
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.05 * abs(losses[0]), losses

@@ -70,17 +70,26 @@ def seed_list(opts: dict) -> list[int]:
     return [int(opts.get('seed', 0)) + i for i in range(n)]
 
 
+TOKENIZER_METHODS = ('cim-respix', 'cim-revdet', 'beit')
+
+
+def uses_tokenizer(method: str) -> bool:
+    return method.split('_seed')[0].split('@')[0] in TOKENIZER_METHODS
+
+
 def finished(work_dir: str, method: str, fp: dict) -> tuple[bool, str]:
     """(is finished with these settings, why not); ``method`` is the run's
-    folder name (:func:`run_name`)."""
+    folder name (:func:`run_name`). The tokenizer only matters to the methods
+    that use it (CIM, BEiT)."""
     r = read_json(osp.join(work_dir, method, 'result.json'))
     if r is None:
         return False, 'no result.json'
     if r.get('status') != 'ok':
         return False, 'result.json is not a finished result'
-    if r.get('settings') != fp:
-        diff = sorted(k for k in set(fp) | set(r.get('settings') or {})
-                      if (r.get('settings') or {}).get(k) != fp.get(k))
+    old = r.get('settings') or {}
+    diff = sorted(k for k in set(fp) | set(old) if old.get(k) != fp.get(k)
+                  and not (k == 'tokenizer_id' and not uses_tokenizer(method)))
+    if diff:
         return False, f'settings changed ({", ".join(diff)})'
     return True, ''
 
@@ -237,7 +246,7 @@ def run_benchmark(opts: dict) -> int:
     methods = list(dict.fromkeys(m for m, _ in units))
     seeds = seed_list(opts)
     scale = opts['scale']
-    needs_tok = any(m.split('@')[0] in ('cim-respix', 'cim-revdet', 'beit') for m in methods)
+    needs_tok = any(uses_tokenizer(m) for m in methods)
     tok_path = None
     if needs_tok and scale == 'cpu-small' and not opts.get('report_only'):
         tok_path = ensure_tokenizer(opts.get('tokenizer', 'auto'))
@@ -392,8 +401,11 @@ def report_meta(opts: dict, results: list, seconds: float) -> dict:
              if (r.get('pretrain') or {}).get('batch_size')), 'the config\'s'),
         eval=opts['eval'],
         eval_subset=opts['eval_subset'], eval_desc=eval_desc, mem_method=mem,
-        tokenizer=(osp.relpath(tok, REPO_ROOT) if tok else
-                   ('random VQ tokenizer (smoke test)' if opts['scale'] == 'cpu-small'
-                    else f'DALL-E dVAE ({opts.get("dalle_dir") or "random weights"})')),
+        tokenizer=None if not any(
+            str(r.get('method')).split('@')[0] in ('cim-respix', 'cim-revdet', 'beit')
+            for r in results) else
+        (osp.relpath(tok, REPO_ROOT) if tok else
+         ('random VQ tokenizer (smoke test)' if opts['scale'] == 'cpu-small'
+          else f'DALL-E dVAE ({opts.get("dalle_dir") or "random weights"})')),
         command=opts.get('command', ''), seconds=round(seconds, 1), notes=notes,
         time=time.strftime('%Y-%m-%d %H:%M:%S'))
