@@ -22,12 +22,12 @@ generator input        normalised enhancer view (``gen-in-enhancer``)
 enhancer input         original + replaced patches pasted in (``enh-in-paste``)
 enhancer loss weight   0.5 (``enh-w0.5``), 2 (``enh-w2``)
 ResPix window          3 (``window3``), 9 (``window9``); ResPix only
-gradient clipping      per network (``clip-per-net``): PENDING, see below
+gradient clipping      per network (``clip-per-net``): ``PerModuleClipOptimWrapper``
 =====================  =====================================================
 
-``clip-per-net`` waits for the per-network clipping option (issue 11 item 8):
-fill :data:`PER_NET_CLIP_OPTIONS` with its config options; until then it is
-left out of ``--ablate all`` and asking for it is a one-line error.
+``clip-per-net`` clips the generator and the enhancer (backbone + neck + head)
+each to max norm 3 (``cim_mm/engine/optim_wrappers/per_module_clip.py``)
+instead of one norm over both.
 """
 from __future__ import annotations
 
@@ -40,9 +40,8 @@ from .scales import Scale
 
 ABLATION_BASES = ('cim-revdet', 'cim-respix')
 # Per-network gradient clipping: the config options (dotted keys of the CIM
-# model / 'optim_wrapper.*') that switch it on, e.g.
-# {'optim_wrapper.clip_grad_per_network': True}. Empty = not available yet.
-PER_NET_CLIP_OPTIONS: dict = {}
+# model / 'optim_wrapper.*') that switch it on; clip_grad (max norm 3) is kept.
+PER_NET_CLIP_OPTIONS: dict = {'optim_wrapper.type': 'PerModuleClipOptimWrapper'}
 
 _GEN = 'generator.backbone.arch.'
 # knob -> (label, {dotted model key: value}); 'mask.num_masking_patches' sets

@@ -85,8 +85,10 @@ def lr_factor(progress: float, warmup_frac: float, min_ratio: float) -> float:
 def build_optim_wrapper(model, cfg: dict, device: torch.device):
     from mmengine.optim import build_optim_wrapper as _build
     cfg = dict(cfg)
-    if torch.device(device).type != 'cuda' and cfg.get('type') == 'AmpOptimWrapper':
-        cfg['type'] = 'OptimWrapper'
+    amp_to_plain = {'AmpOptimWrapper': 'OptimWrapper',
+                    'PerModuleClipAmpOptimWrapper': 'PerModuleClipOptimWrapper'}
+    if torch.device(device).type != 'cuda' and cfg.get('type') in amp_to_plain:
+        cfg['type'] = amp_to_plain[cfg['type']]
         for k in ('dtype', 'loss_scale'):
             cfg.pop(k, None)
     return _build(model, cfg)

@@ -212,7 +212,9 @@ def _units(opts: dict) -> list:
     else:
         from .specs import parse_methods
         methods = parse_methods(opts.get('methods'), opts.get('track') or 'vit')
-    return [(m, s) for m in methods for s in seed_list(opts)]
+    # seed-major: every method's first seed before any second seed, so a table
+    # cut short (the suite is resumable) has complete rows
+    return [(m, s) for s in seed_list(opts) for m in methods]
 
 
 def rough_plan(opts: dict) -> tuple[int, float]:
