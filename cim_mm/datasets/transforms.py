@@ -5,6 +5,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
+from cim_mm.utils.errors import UserError
+
 
 @TRANSFORMS.register_module()
 class GrayToRGB(BaseTransform):
@@ -28,7 +30,7 @@ class GrayToRGB(BaseTransform):
         elif img.shape[-1] == 4:
             img = img[..., :3]
         elif img.shape[-1] != 3:
-            raise ValueError(f'GrayToRGB: unsupported image shape {img.shape}')
+            raise UserError(f'GrayToRGB: unsupported image shape {img.shape}')
         results['img'] = np.ascontiguousarray(img)
         results['img_shape'] = img.shape[:2]
         return results

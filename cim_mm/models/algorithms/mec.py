@@ -44,6 +44,8 @@ from mmengine.model import BaseModule
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.models.utils import CosineEMA
 from mmpretrain.registry import MODELS
+
+from cim_mm.utils.errors import UserError
 from mmpretrain.structures import DataSample
 
 
@@ -107,7 +109,7 @@ class MECHead(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.predictor = MODELS.build(predictor)
         if order < 1:
-            raise ValueError(f'MECHead order must be >= 1, got {order}')
+            raise UserError(f'MECHead order must be >= 1, got {order}')
         self.eps_sq = float(eps_sq)
         self.order = int(order)
 
@@ -155,7 +157,7 @@ class MEC(BaseSelfSupervisor):
              **kwargs) -> dict[str, torch.Tensor]:
         """inputs = [view1 [B, 3, H, W], view2 [B, 3, H, W]]."""
         if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
-            raise ValueError('MEC needs two views per image: use '
+            raise UserError('MEC needs two views per image: use '
                              "dict(type='MultiView', num_views=2, ...) in the pipeline")
         x1, x2 = inputs[0], inputs[1]
         z1 = self.neck(self.backbone(x1))[0]  # [B, d]

@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
+from cim_mm.utils.errors import UserError
 from cim_mm.utils.safe_checkpoint import CheckpointSecurityError
 from .base import BaseTokenizer, unmap_pixels
 
@@ -258,13 +259,13 @@ def _module_state_dict(mod: _PickledModule, prefix: str = '') -> dict[str, torch
             if t is None or (kind == '_buffers' and name in non_persistent):
                 continue
             if not isinstance(t, torch.Tensor):
-                raise ValueError(f'{prefix}{name} is a {type(t).__name__}, not a tensor')
+                raise UserError(f'{prefix}{name} is a {type(t).__name__}, not a tensor')
             out[prefix + name] = t.detach()
     for name, child in (state.get('_modules') or {}).items():
         if child is None:
             continue
         if not isinstance(child, _PickledModule):
-            raise ValueError(f'{prefix}{name} is a {type(child).__name__}, not a module')
+            raise UserError(f'{prefix}{name} is a {type(child).__name__}, not a module')
         out.update(_module_state_dict(child, f'{prefix}{name}.'))
     return out
 
@@ -337,7 +338,7 @@ def _torch_load(path: str) -> Any:
     except (EOFError, pickle.UnpicklingError) as err:
         if isinstance(err, EOFError) or any(
                 m in str(err) for m in ('invalid load key', 'truncated')):
-            raise ValueError(f'{path} is not a torch checkpoint (truncated or '
+            raise UserError(f'{path} is not a torch checkpoint (truncated or '
                              f'not a weight file?): {err}') from None
         raise _refusal(path, err) from None
     except RuntimeError as err:
@@ -364,7 +365,7 @@ def load_dalle_state_dict(path: str, part: str | None = None) -> dict[str, torch
         ValueError: the file holds something that is not DALL-E weights.
     """
     if part not in (None, 'encoder', 'decoder'):
-        raise ValueError(f"part must be 'encoder', 'decoder' or None, got {part!r}")
+        raise UserError(f"part must be 'encoder', 'decoder' or None, got {part!r}")
     path = osp.expanduser(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'DALL-E weight file {path} does not exist.')
@@ -374,16 +375,16 @@ def load_dalle_state_dict(path: str, part: str | None = None) -> dict[str, torch
         expected = {'encoder': 'dall_e.encoder.Encoder',
                     'decoder': 'dall_e.decoder.Decoder'}
         if kind not in expected.values():
-            raise ValueError(f'{path} holds a pickled {kind}, not a DALL-E Encoder/Decoder.')
+            raise UserError(f'{path} holds a pickled {kind}, not a DALL-E Encoder/Decoder.')
         if part is not None and kind != expected[part]:
-            raise ValueError(f'{path} holds a {kind}, but the {part} was expected.')
+            raise UserError(f'{path} holds a {kind}, but the {part} was expected.')
         return _module_state_dict(obj)
 
     if isinstance(obj, dict) and part is not None and part in obj:  # converted file
         obj = obj[part]
     if not (isinstance(obj, dict) and obj
             and all(isinstance(v, torch.Tensor) for v in obj.values())):
-        raise ValueError(f'{path} is neither a DALL-E pickled module nor a state dict '
+        raise UserError(f'{path} is neither a DALL-E pickled module nor a state dict '
                          f'(of the {part or "model"}).')
     return dict(obj)
 
@@ -437,7 +438,7 @@ class DALLETokenizer(BaseTokenizer):
         dtypes = {None: None, 'float32': None, 'bfloat16': torch.bfloat16,
                   'float16': torch.float16}
         if decode_dtype not in dtypes:
-            raise ValueError(f'decode_dtype must be one of {list(dtypes)}, got {decode_dtype!r}')
+            raise UserError(f'decode_dtype must be one of {list(dtypes)}, got {decode_dtype!r}')
         self.amp_dtype: torch.dtype | None = dtypes[decode_dtype]
 
         self.encoder = DALLEEncoder(n_hid, n_blk_per_group, vocab_size, group_count)
