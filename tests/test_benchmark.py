@@ -343,7 +343,8 @@ def test_seeds_resume_per_method_and_seed(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, 'run_one', fake_run_one)
     assert runner.run_benchmark(opts) == 0
-    assert calls == ['mae', 'mae_seed1', 'simmim', 'simmim_seed1']
+    # seed-major: every method's first seed before any second seed
+    assert calls == ['mae', 'simmim', 'mae_seed1', 'simmim_seed1']
     os.remove(tmp_path / 'simmim_seed1' / 'result.json')  # e.g. interrupted
     calls.clear()
     assert runner.run_benchmark(dict(opts)) == 0

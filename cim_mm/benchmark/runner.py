@@ -336,7 +336,8 @@ def run_benchmark(opts: dict) -> int:
 
     # --------------------------------------------------------------- report
     results = []
-    for m, sd in units:
+    order = {m: i for i, (m, _) in reversed(list(enumerate(units)))}
+    for m, sd in sorted(units, key=lambda u: (order[u[0]], u[1])):  # rows by method
         run = run_name(m, sd)
         r = read_json(osp.join(work_dir, run, 'result.json'))
         if r is None or r.get('status') != 'ok':
