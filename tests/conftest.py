@@ -121,6 +121,20 @@ def toy_batch() -> dict:
 
 
 @pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Each test starts with the session's torch thread count.
+
+    ``tools/train.py``'s ``main()`` (called in-process by some tests) sets the
+    thread count; a later test comparing an in-process run with a subprocess
+    would then compare different float reduction orders.
+    """
+    import torch
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
 def _mmpretrain_default_scope():
     """Each test starts in mmpretrain's scope.
 

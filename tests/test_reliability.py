@@ -182,6 +182,8 @@ def test_hard_kill_then_resume_matches_uninterrupted_run(tmp_path, amp):
         import sys
         sys.path.insert(0, {TESTS_DIR!r})
         import test_reliability as T
+        import torch
+        torch.set_num_threads({torch.get_num_threads()})  # the in-process runs' count
         cfg = T.train_cfg({killed_dir!r}, {data!r}, max_iters={2 * N}, ckpt_every={N},
                           hooks=(dict(type='SigkillAtIterHook', at={N}),), amp={amp},
                           name='killed')
