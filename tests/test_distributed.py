@@ -19,6 +19,7 @@ training RNG.
 from __future__ import annotations
 
 import glob
+import shutil
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -184,7 +186,10 @@ def free_port() -> int:
 
 
 def child_env() -> dict:
-    return dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
+    env = {k: v for k, v in os.environ.items()  # no rank variables left by
+           if k not in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE',
+                        'MASTER_ADDR', 'MASTER_PORT')}  # in-process runs
+    return dict(env, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
                 PYTHONPATH=os.pathsep.join([ROOT, TESTS_DIR]))
 
 
@@ -353,10 +358,21 @@ def dist_runs(tmp_path_factory) -> dict:
               f'T.worker({runs!r}, {info["sync_bn"]!r})')
     script_file = tmp / 'worker.py'
     script_file.write_text(script)
-    proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={free_port()}', str(script_file)],
-        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=400)
+    for attempt in (1, 2):
+        proc = subprocess.run(
+            [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+             f'--master_port={free_port()}', str(script_file)],
+            cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=400)
+        (tmp / f'torchrun_{attempt}.log').write_text(proc.stdout + proc.stderr)
+        # Seen once in a full CI-like run (not reproduced alone or under load):
+        # a rank aborted by C++ `terminate` (SIGABRT) at its first step. Such a
+        # signal death gets one clean retry; any Python error fails at once.
+        if proc.returncode == 0 or attempt == 2 or 'Signal 6 (SIGABRT)' not in proc.stderr:
+            break
+        warnings.warn('torchrun: a rank died of SIGABRT; retrying once (log: '
+                      f'{tmp / "torchrun_1.log"})')
+        for sub in ('work', 'rec'):
+            shutil.rmtree(tmp / sub, ignore_errors=True)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return info
 
