@@ -279,7 +279,15 @@ def test_report_seeds_median_spread_and_ties(tmp_path):
     assert len(open(tmp_path / 'results_seeds.csv').read().splitlines()) == 10
     table = report.readme_table(data)
     assert '| A | **60.00 (60.00–60.00)** | **81.00 (80.00–82.00)** |' in table
-    assert 'median of 3 seeds' in table and '`cmd`' in table
+    assert 'median over the finished seeds of 3' in table and '`cmd`' in table
+    assert '| 3/3 |' in table and 'unfinished' not in table
+    # a table cut short says which rows lack seeds
+    cut = dict(data, methods=[dict(m, status='missing') if m['method'] == 'a' and m['seed'] > 0
+                              else m for m in data['methods']])
+    cut_table = report.readme_table(cut)
+    row_a = next(line for line in cut_table.splitlines() if line.startswith('| A |'))
+    assert '| 1/3 |' in row_a and '80.00' in row_a and '–' not in row_a  # one seed: no range
+    assert 'unfinished' in cut_table
     # ablation reports add the change against the demo recipe
     md = report.markdown([run('cim-revdet', 0, 80.), run('cim-revdet@temp0', 0, 81.5)],
                          dict(meta, ablation=True))

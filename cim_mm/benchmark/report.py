@@ -304,18 +304,23 @@ def readme_table(data: dict) -> str:
     meta = data.get('meta') or {}
     summary = summarize(results)
     tied = {k: ties(summary, k) for k in METRICS}
-    L = ['| Method | k-NN | Linear | Fine-tune | Steps | Images seen | img/s | Peak mem (MB) |',
-         '|---|---:|---:|---:|---:|---:|---:|---:|']
+    L = ['| Method | k-NN | Linear | Fine-tune | Seeds | Steps | Images seen | img/s | '
+         'Peak mem (MB) |',
+         '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
     for r in summary:
         cells = [f'**{spread(r, k)}**' if r['method'] in tied[k] else spread(r, k)
                  for k in METRICS]
-        L.append(f'| {r["label"]} | ' + ' | '.join(cells) + f' | '
+        L.append(f'| {r["label"]} | ' + ' | '.join(cells) + f' | {r["n_ok"]}/{r["n_seeds"]} | '
                  f'{_fmt(r.get("pretrain_iters"), 0)} | {_fmt(r.get("pretrain_images"), 0)} | '
                  f'{_fmt(r.get("img_per_s"))} | {_fmt(r.get("peak_mem_mb"), 0)} |')
     n = max((r['n_seeds'] for r in summary), default=1)
+    partial = any(r['n_ok'] < r['n_seeds'] for r in summary)
     L += ['', f'Fashion-MNIST test top-1 (%), {meta.get("budget_desc", "")} of pre-training '
-          'per method' + (f', median of {n} seeds (min–max); bold: the best and its ties '
-                          '(ranges overlapping the best\'s)' if n > 1 else '')
+          'per method' + (f', median over the finished seeds of {n} (min–max; "Seeds": '
+                          'finished / planned); bold: the best and its ties (ranges '
+                          'overlapping the best\'s)' if n > 1 else '')
+          + ('; **unfinished**: a row with one finished seed has no spread yet, and its '
+             'bold marks only the best value' if partial else '')
           + f'. Command: `{meta.get("command", "")}`'
           + (f', wall time {_fmt_seconds(meta["seconds"])}' if meta.get('seconds') else '')
           + '.']
