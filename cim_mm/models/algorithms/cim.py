@@ -14,6 +14,7 @@ from cim_mm.utils.errors import UserError
 
 from ..data_preprocessors import CIMDataPreprocessor
 
+
 @MODELS.register_module()
 class CIM(BaseSelfSupervisor):
     """Corrupted Image Modeling with a ViT or CNN enhancer.
