@@ -148,3 +148,36 @@ def _mmpretrain_default_scope():
     current = DefaultScope.get_current_instance()
     if current is not None and current.scope_name != 'mmpretrain':
         init_default_scope('mmpretrain')
+
+
+@pytest.fixture(autouse=True)
+def _mmengine_loggers_forgotten():
+    """Loggers made during a test die with it.
+
+    mmengine keeps every ``MMLogger`` by name and a Runner names its logger
+    ``<config name>_<timestamp to the second>``: two tests that train the same
+    config file name within one second would share a logger whose stream
+    handler still writes to the first test's (closed) captured stderr, and
+    every later log line prints a ``--- Logging error ---`` traceback.
+    The Runner's visualizer is kept by the same name (and would write into the
+    first test's work dir), so new visualizers are forgotten too.
+    """
+    from mmengine.logging import MMLogger
+    from mmengine.visualization import Visualizer
+
+    def visualizer_classes(cls: type = Visualizer) -> list[type]:
+        return [cls] + [c for sub in cls.__subclasses__()
+                        for c in visualizer_classes(sub)]
+
+    before = {cls: set(cls._instance_dict)
+              for cls in [MMLogger] + visualizer_classes()}
+    yield
+    for cls in [MMLogger] + visualizer_classes():
+        for name in list(cls._instance_dict):
+            if name in before.get(cls, ()):
+                continue
+            instance = cls._instance_dict.pop(name)
+            if isinstance(instance, MMLogger):
+                for handler in list(instance.handlers):
+                    handler.close()
+                    instance.removeHandler(handler)

@@ -21,7 +21,9 @@ and write differences inside the spread as ties. ``--track resnet`` (cpu-small)
 compares on the CIM demo ResNet-18 against the CNN peers (SimCLR, MoCo v2,
 BYOL, SimSiam, Barlow Twins, DenseCL, SparK, MEC). ``--ablate`` runs the CIM
 ablations (cim_mm/benchmark/ablations.py). ``--clock process`` counts the
-budget in CPU time / threads instead of wall clock (fair on a shared machine).
+budget in CPU time / threads instead of wall clock. Neither clock is fair on a
+shared machine: a CPU run that got under ``--min-cpu-share`` (0.85) of its
+threads' time is recorded as failed and rerun when resumed.
 
 Scales: ``cpu-small`` (the CPU demo: real Fashion-MNIST 32 px, tiny ViT,
 2 CPU cores) and ``gpu`` (ViT-B/16 or ViT-S/16 at 224 px, bf16, DALL-E dVAE;
@@ -75,7 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    'and min-max')
     p.add_argument('--clock', choices=('wall', 'process'), default='wall',
                    help='budget clock: wall, or process (CPU time of this process / '
-                   'torch threads; fair when other jobs share the cores)')
+                   'torch threads); neither is fair when other jobs share the cores: '
+                   'see --min-cpu-share')
+    p.add_argument('--min-cpu-share', type=float, default=0.85,
+                   help='on CPU, a run whose CPU time / threads is below this share of '
+                   'its wall time shared the machine and is recorded as failed, to '
+                   'be rerun (0: keep such runs)')
     p.add_argument('--budget-s', type=float, default=None,
                    help='pre-training wall-clock seconds per method '
                    '(default: 120 at cpu-small, 60 at gpu)')
@@ -138,6 +145,7 @@ def options(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     opts = dict(
         scale=args.scale, work_dir=work_dir, methods=args.methods, track=args.track,
         seeds=args.seeds, clock=args.clock, ablate=args.ablate,
+        min_cpu_share=args.min_cpu_share,
         report_only=args.report_only,
         budget_s=float(args.budget_s if args.budget_s is not None else d['budget_s']),
         iters=args.iters, eval=args.eval or d['eval'],

@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Callable, Optional
 
+from .cpu_share import MIN_CPU_SHARE, ContendedRun, check_cpu_share
 from .io import read_json, write_json
 from .scales import EVAL_SUBSETS, REPO_ROOT, TOKENIZER_CONFIG, TOKENIZER_DIR
 
@@ -47,6 +48,11 @@ def _fmt_s(s: float) -> str:
 # settings added later: in the fingerprint only when not at their default, so
 # results written before them still resume
 OPTIONAL_DEFAULTS = dict(track='vit', clock='wall')
+
+
+def _min_share(opts: dict) -> float:
+    v = opts.get('min_cpu_share')
+    return MIN_CPU_SHARE if v is None else float(v)
 
 
 def fingerprint(opts: dict) -> dict:
@@ -77,15 +83,34 @@ def uses_tokenizer(method: str) -> bool:
     return method.split('_seed')[0].split('@')[0] in TOKENIZER_METHODS
 
 
-def finished(work_dir: str, method: str, fp: dict) -> tuple[bool, str]:
+def contended(r: dict, min_share: float = MIN_CPU_SHARE) -> Optional[str]:
+    """Why a finished CPU result does not count (it shared the machine: see
+    :func:`~cim_mm.benchmark.pretrain.check_cpu_share`), or None. Results
+    written before ``cpu_share`` was recorded are judged from their clocks."""
+    pre = r.get('pretrain') or {}
+    if r.get('device', 'cpu') != 'cpu' or 'wall_s' not in pre or 'process_s' not in pre:
+        return None
+    try:
+        check_cpu_share(dict(pre), min_share)
+    except ContendedRun:
+        share = pre['process_s'] / max(pre['wall_s'], 1e-9)
+        return f'contended ({share:.0%} of its CPU, under {min_share:.0%})'
+    return None
+
+
+def finished(work_dir: str, method: str, fp: dict,
+             min_cpu_share: float = MIN_CPU_SHARE) -> tuple[bool, str]:
     """(is finished with these settings, why not); ``method`` is the run's
     folder name (:func:`run_name`). The tokenizer only matters to the methods
-    that use it (CIM, BEiT)."""
+    that use it (CIM, BEiT); a CPU run that shared the machine is not finished."""
     r = read_json(osp.join(work_dir, method, 'result.json'))
     if r is None:
         return False, 'no result.json'
     if r.get('status') != 'ok':
         return False, 'result.json is not a finished result'
+    why = contended(r, min_cpu_share)
+    if why:
+        return False, why
     old = r.get('settings') or {}
     diff = sorted(k for k in set(fp) | set(old) if old.get(k) != fp.get(k)
                   and not (k == 'tokenizer_id' and not uses_tokenizer(method)))
@@ -230,7 +255,8 @@ def rough_plan(opts: dict) -> tuple[int, float]:
     n, total = 0, 0.
     for m, sd in _units(opts):
         fp = fingerprint(dict(opts, seed=sd, tokenizer_id=tid))
-        if not opts.get('force') and finished(work_dir, run_name(m, sd), fp)[0]:
+        if not opts.get('force') and finished(work_dir, run_name(m, sd), fp,
+                                              _min_share(opts))[0]:
             continue
         n += 1
         total += ev + (0. if m == 'random' else BUILD_GUESS_S + (
@@ -267,7 +293,7 @@ def run_benchmark(opts: dict) -> int:
     for m, sd in ([] if opts.get('report_only') else units):
         run = run_name(m, sd)
         done, why = (False, 'forced') if opts.get('force') else \
-            finished(work_dir, run, fps[sd])
+            finished(work_dir, run, fps[sd], _min_share(opts))
         if done:
             say(f'{run}: finished earlier ({osp.join(osp.basename(work_dir), run, "result.json")}), '
                 'skipping')
@@ -340,10 +366,12 @@ def run_benchmark(opts: dict) -> int:
     for m, sd in sorted(units, key=lambda u: (order[u[0]], u[1])):  # rows by method
         run = run_name(m, sd)
         r = read_json(osp.join(work_dir, run, 'result.json'))
-        if r is None or r.get('status') != 'ok':
+        why = contended(r, _min_share(opts)) if r and r.get('status') == 'ok' else None
+        if r is None or r.get('status') != 'ok' or why:
             f = read_json(osp.join(work_dir, run, 'failed.json')) or {}
             r = dict(method=m, label=label_of(m), status='failed' if run in failed or f
-                     else 'missing', error=failed.get(run) or f.get('error'), scale=scale)
+                     or why else 'missing', error=failed.get(run) or why or f.get('error'),
+                     scale=scale)
         r.setdefault('seed', sd)
         r['label'] = label_of(m) if r.get('status') != 'ok' else r.get('label', label_of(m))
         results.append(r)

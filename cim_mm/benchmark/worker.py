@@ -62,6 +62,7 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
     from .data import EvalImages, build_pretrain_loader, load_split, subset_indices
     from .evaluate import (build_eval_backbone, extract_features, finetune,
                            knn_top1, linear_probe)
+    from .cpu_share import MIN_CPU_SHARE, check_cpu_share
     from .pretrain import build_optim_wrapper, pretrain
     from .scales import EVAL_SUBSETS, build_scale
     from .specs import build_spec
@@ -123,6 +124,8 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
                        warmup_frac=scale.warmup_frac, min_lr_ratio=scale.min_lr_ratio,
                        log=log, is_cim=spec.is_cim, clock=settings.get('clock') or 'wall')
         result['pretrain'] = pre
+        if device.type == 'cpu':
+            check_cpu_share(pre, settings.get('min_cpu_share', MIN_CPU_SHARE))
         log(f'pretrain | done: {pre["iters"]} steps ({pre["images"]} images) in '
             f'{pre["wall_s"]:.0f} s, {pre["img_per_s"]:.1f} img/s, peak mem '
             f'{pre["peak_mem_mb"]:.0f} MB, loss {pre["loss_first"].get("loss", 0):.4f} '
