@@ -123,6 +123,8 @@ model = dict(
 # AMP: bf16 autocast (Ampere/Hopper); on V100 set optim_wrapper.dtype=None (fp16 with
 # dynamic loss scaling). Tools: `--amp` gives the same wrapper.
 optim_wrapper = dict(
+    # mmengine's DefaultOptimWrapperConstructor, logging the frozen tokenizer once
+    constructor='FrozenSummaryOptimWrapperConstructor',
     type='AmpOptimWrapper',
     dtype='bfloat16',
     loss_scale='dynamic',

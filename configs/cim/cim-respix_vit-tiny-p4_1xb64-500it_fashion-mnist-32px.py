@@ -53,6 +53,8 @@ max_iters = 500  # ~6 min at ~0.7 s/iter on 2 CPU cores (batch 64)
 train_dataloader = dict(num_workers=0, persistent_workers=False)
 # BEiT v1 recipe scaled down: AdamW, wd 0.05, grad clip 3.0; lr for batch 64
 optim_wrapper = dict(
+    # mmengine's DefaultOptimWrapperConstructor, logging the frozen tokenizer once
+    constructor='FrozenSummaryOptimWrapperConstructor',
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=dict(max_norm=3.0),

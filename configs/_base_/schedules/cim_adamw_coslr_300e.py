@@ -2,6 +2,8 @@
 # batch 2048, wd 0.05, betas (0.9, 0.999), grad clip 3.0, 10 warm-up epochs,
 # cosine to 1e-5; bf16 AMP.
 optim_wrapper = dict(
+    # mmengine's DefaultOptimWrapperConstructor, logging the frozen tokenizer once
+    constructor='FrozenSummaryOptimWrapperConstructor',
     type='AmpOptimWrapper',
     dtype='bfloat16',
     optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.999), weight_decay=0.05),
