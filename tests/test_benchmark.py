@@ -281,6 +281,12 @@ def test_report_seeds_median_spread_and_ties(tmp_path):
     assert '| A | **60.00 (60.00–60.00)** | **81.00 (80.00–82.00)** |' in table
     assert 'median over the finished seeds of 3' in table and '`cmd`' in table
     assert '| 3/3 |' in table and 'unfinished' not in table
+    # the table's cost: the finished runs' own wall time, however many resumes made it
+    timed = dict(data, meta=dict(data['meta'], runs_seconds=3720.))
+    assert 'wall time of the finished runs 1 h 02 min.' in report.readme_table(timed)
+    assert 'of the finished runs (pre-training + evaluation, summed over every ' \
+        'invocation that made them): 1 h 02 min' in report.markdown(
+            results, dict(meta, runs_seconds=3720.))
     # a table cut short says which rows lack seeds
     cut = dict(data, methods=[dict(m, status='missing') if m['method'] == 'a' and m['seed'] > 0
                               else m for m in data['methods']])

@@ -72,6 +72,9 @@ def test_contended_run_fails_before_eval_and_resume_reruns_it(tmp_path, monkeypa
     assert ran == ['mec']
     mec = json.load(open(tmp_path / 'mec' / 'result.json'))
     assert mec['status'] == 'ok' and 'cpu_share' in mec['pretrain']
+    meta = json.load(open(tmp_path / 'results.json'))['meta']
+    runs = [json.load(open(tmp_path / m / 'result.json'))['total_s'] for m in ('mec', 'random')]
+    assert meta['runs_seconds'] == pytest.approx(sum(runs), abs=0.2)
 
 
 def test_old_contended_result_is_not_finished_and_reported_failed(tmp_path):

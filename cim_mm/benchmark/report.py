@@ -28,7 +28,7 @@ CSV_COLUMNS = (
     'pretrain_wall_s', 'img_per_s', 'wall_img_per_s', 'step_s', 'peak_mem_mb',
     'mem_delta_mb', 'knn_top1', 'linear_top1', 'finetune_top1', 'params_backbone_m',
     'params_trainable_m', 'cim_corruption_share', 'cim_enhancer_share', 'cim_other_share',
-    'eval_s', 'total_s', 'error')
+    'eval_s', 'total_s', 'cpu_share', 'error')
 METRICS = ('knn_top1', 'linear_top1', 'finetune_top1')
 SPREAD_COLUMNS = METRICS + ('pretrain_iters', 'pretrain_images', 'img_per_s', 'peak_mem_mb')
 SUMMARY_COLUMNS = ('method', 'label', 'status', 'n_seeds', 'n_ok') + CSV_COLUMNS[3:] + tuple(
@@ -59,7 +59,8 @@ def flat_row(r: dict) -> dict:
         params_trainable_m=r.get('params_trainable_m'),
         cim_corruption_share=br.get('corruption_share'),
         cim_enhancer_share=br.get('enhancer_share'), cim_other_share=br.get('other_share'),
-        eval_s=r.get('eval_s'), total_s=r.get('total_s'), error=r.get('error'))
+        eval_s=r.get('eval_s'), total_s=r.get('total_s'), cpu_share=pre.get('cpu_share'),
+        error=r.get('error'))
     return {k: row.get(k) for k in CSV_COLUMNS}
 
 
@@ -149,7 +150,10 @@ def markdown(results: list, meta: dict, flops: Optional[dict] = None) -> str:
         f'{meta.get("eval_desc")}; seeds: {", ".join(str(s) for s in seeds)}. Command: '
         f'`{meta.get("command", "")}`.')
     if meta.get('seconds') is not None:
-        L.append(f'Wall time of the command: {_fmt_seconds(meta["seconds"])}.')
+        L.append(f'Wall time of the command: {_fmt_seconds(meta["seconds"])}'
+                 + (f'; of the finished runs (pre-training + evaluation, summed over '
+                    f'every invocation that made them): {_fmt_seconds(meta["runs_seconds"])}'
+                    if meta.get('runs_seconds') else '') + '.')
     if meta.get('tokenizer'):
         L.append(f'Tokenizer (CIM and BEiT): {meta["tokenizer"]}.')
     L += ['', '## Quality and cost', '']
@@ -322,7 +326,9 @@ def readme_table(data: dict) -> str:
           + ('; **unfinished**: a row with one finished seed has no spread yet, and its '
              'bold marks only the best value' if partial else '')
           + f'. Command: `{meta.get("command", "")}`'
-          + (f', wall time {_fmt_seconds(meta["seconds"])}' if meta.get('seconds') else '')
+          + (f'; wall time of the finished runs {_fmt_seconds(meta["runs_seconds"])}'
+             if meta.get('runs_seconds') else
+             f', wall time {_fmt_seconds(meta["seconds"])}' if meta.get('seconds') else '')
           + '.']
     return '\n'.join(L) + '\n'
 

@@ -439,4 +439,7 @@ def report_meta(opts: dict, results: list, seconds: float) -> dict:
          ('random VQ tokenizer (smoke test)' if opts['scale'] == 'cpu-small'
           else f'DALL-E dVAE ({opts.get("dalle_dir") or "random weights"})')),
         command=opts.get('command', ''), seconds=round(seconds, 1), notes=notes,
+        # the table's own cost, whatever number of invocations (resumes) made it
+        runs_seconds=round(sum(r.get('total_s') or 0. for r in results
+                               if r.get('status') == 'ok'), 1),
         time=time.strftime('%Y-%m-%d %H:%M:%S'))
