@@ -85,7 +85,7 @@ def uses_tokenizer(method: str) -> bool:
 
 def contended(r: dict, min_share: float = MIN_CPU_SHARE) -> Optional[str]:
     """Why a finished CPU result does not count (it shared the machine: see
-    :func:`~cim_mm.benchmark.pretrain.check_cpu_share`), or None. Results
+    :func:`~cim_mm.benchmark.cpu_share.check_cpu_share`), or None. Results
     written before ``cpu_share`` was recorded are judged from their clocks."""
     pre = r.get('pretrain') or {}
     if r.get('device', 'cpu') != 'cpu' or 'wall_s' not in pre or 'process_s' not in pre:
