@@ -78,7 +78,7 @@ def test_kernel_kinds_and_ranges():
 def test_dry_run_writes_a_profile(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'gpu_profile.py'), '--dry-run',
-                           '--out', str(tmp_path), '--methods', 'cim-respix,beit'],
+                           '--out', str(tmp_path), '--methods', 'cim-respix,beit', '--stack'],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
     res = json.loads((tmp_path / 'profile.json').read_text())
@@ -88,4 +88,5 @@ def test_dry_run_writes_a_profile(tmp_path):
         assert r['step_s'] > 0 and r['top_cpu_ops'], m
         assert set(r['optimizer_variants_step_s']) == {'fused', 'merged+fused', 'merged+foreach'}
         assert all(isinstance(v, float) for v in r['optimizer_variants_step_s'].values()), r
+        assert r['stacked_step_s']['merged+fused+channels_last'] > 0, r['stacked_step_s']
     assert '## cim-respix' in (tmp_path / 'profile.md').read_text()

@@ -90,8 +90,33 @@ def time_steps(step, n: int, sync) -> float:
     return (time.perf_counter() - t0) / n
 
 
+def stacked_variants(model, optim, step, timed: int, sync, compile_: bool) -> dict:
+    """On top of merged + fused AdamW (already in ``optim``): the frozen tokenizer in
+    ``channels_last``, then (``compile_``) the enhancer backbone ``torch.compile``d."""
+    out: dict = {}
+    try:
+        for name in ('tokenizer', 'target_generator'):
+            if getattr(model, name, None) is not None:
+                getattr(model, name).to(memory_format=torch.channels_last)
+        rebuild_adamw(optim, merge=True, fused=next(model.parameters()).is_cuda)
+        for _ in range(2):
+            step()
+        out['merged+fused+channels_last'] = time_steps(step, timed, sync)
+        if compile_:
+            t0 = time.perf_counter()
+            model.backbone.compile()
+            for _ in range(2):
+                step()
+            sync()
+            out['compile_s'] = time.perf_counter() - t0
+            out['merged+fused+channels_last+compiled_backbone'] = time_steps(step, timed, sync)
+    except Exception as err:  # noqa: BLE001  (keep the figures already taken)
+        out['error'] = f'{type(err).__name__}: {err}'[:300]
+    return out
+
+
 def profile_method(method: str, scale, batch: dict, device: torch.device, steps: int,
-                   timed: int) -> dict:
+                   timed: int, stack: bool = False, compile_: bool = False) -> dict:
     from cim_mm.benchmark.gpu_check.models import (build_model, build_optim_wrapper,
                                                    method_batch)
     cuda = device.type == 'cuda'
@@ -169,6 +194,8 @@ def profile_method(method: str, scale, batch: dict, device: torch.device, steps:
         except Exception as err:  # noqa: BLE001  (keep the figures already taken)
             variants[name] = f'{type(err).__name__}: {err}'[:300]
     out['optimizer_variants_step_s'] = variants
+    if stack:
+        out['stacked_step_s'] = stacked_variants(model, optim, step, timed, sync, compile_)
     del model, optim
     if cuda:
         torch.cuda.empty_cache()
@@ -206,6 +233,10 @@ def markdown(res: dict) -> str:
             lines += ['| top kernel | kind | ms / step | calls / step |', '|---|---|---|---|'] + [
                 f"| `{k['name'][:80]}` | {k['kind']} | {k['ms_per_step']:.2f} | "
                 f"{k['calls_per_step']:.0f} |" for k in r['top_kernels'][:15]] + ['']
+        if r.get('stacked_step_s'):
+            lines += ['- stacked: ' + ', '.join(
+                f'{k} {v:.4f} s' if isinstance(v, float) else f'{k}: {v}'
+                for k, v in r['stacked_step_s'].items()), '']
         lines += ['| top CPU op | self CPU ms / step | calls / step |', '|---|---|---|'] + [
             f"| `{k['name'][:60]}` | {k['self_cpu_ms_per_step']:.1f} | {k['calls_per_step']:.0f} |"
             for k in r['top_cpu_ops'][:12]] + ['']
@@ -219,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--methods', default='cim-respix,beit')
     p.add_argument('--batch-size', type=int, default=None)
     p.add_argument('--steps', type=int, default=3)
+    p.add_argument('--stack', action='store_true',
+                   help='also time merged + fused AdamW with a channels_last tokenizer')
+    p.add_argument('--compile', action='store_true',
+                   help='with --stack: then torch.compile the enhancer backbone too')
     a = p.parse_args(argv)
     from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
@@ -253,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f'gpu_profile | {m} ...', flush=True)
         try:
             res['methods'][m] = profile_method(m, scale, batch, device, a.steps,
-                                               timed=10 if cuda else 2)
+                                               timed=10 if cuda else 2, stack=a.stack,
+                                               compile_=a.compile)
         except Exception as err:  # noqa: BLE001  (record it; the next method runs)
             res['methods'][m] = dict(error=f'{type(err).__name__}: {err}')
         r = res['methods'][m]
