@@ -95,3 +95,61 @@ def test_temperature_zero_is_argmax():
     assert torch.equal(sampled[mask], arg[mask]) and torch.equal(sampled[~mask], ids[~mask])
     # and it is deterministic (no Gumbel noise)
     assert torch.equal(model.generator.sample(logits, ids, mask), sampled)
+
+
+@pytest.fixture
+def progress():
+    """A MessageHub of this test's own as the current one; ``progress(it, total)``."""
+    from unittest import mock
+
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_instance('cim_warmup_progress')
+
+    def set_progress(it: int, total: int) -> None:
+        hub.update_info('iter', it)
+        hub.update_info('max_iters', total)
+    with mock.patch.object(MessageHub, 'get_current_instance', return_value=hub):
+        yield set_progress
+
+
+def test_generator_warmup_trains_the_generator_alone_then_both(progress):
+    _set_progress = progress
+    model = _build(generator_warmup=0.25)
+    data = model.data_preprocessor(make_batch(smooth=True, mask_ratio=0.5), True)
+    decodes = _spy(model.tokenizer, 'decode')
+    _set_progress(24, 100)  # 24 < 0.25 * 100: warming up
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert decodes == [] and losses['loss_enh'].item() == 0.0
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    gen_grads = [p.grad for p in model.generator.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in gen_grads)
+    enh = [*model.backbone.parameters(), *model.head.parameters()]
+    assert all(p.grad is None for p in enh)  # the enhancer is not touched
+
+    model.zero_grad(set_to_none=True)
+    _set_progress(25, 100)  # past the warm-up: the default step
+    torch.manual_seed(1)
+    warm = model.loss(data['inputs'], data['data_samples'])
+    default = _build()
+    default.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    ref = default.loss(data['inputs'], data['data_samples'])
+    assert len(decodes) == 1 and warm['loss_enh'].item() > 0
+    for k in ref:
+        torch.testing.assert_close(warm[k], ref[k])
+
+    model.eval()  # never in eval mode, whatever the progress
+    _set_progress(0, 100)
+    assert not model.generator_warming_up()
+
+
+def test_generator_warmup_is_off_without_progress_and_checked():
+    from mmengine.logging import MessageHub
+    model = _build(generator_warmup=0.5)
+    hub = MessageHub.get_instance('cim_warmup_no_progress')  # a hub without iter/max_iters
+    assert hub.get_info('iter') is None
+    from unittest import mock
+    with mock.patch.object(MessageHub, 'get_current_instance', return_value=hub):
+        assert not model.generator_warming_up()
+    with pytest.raises(ValueError, match='generator_warmup'):
+        _build(generator_warmup=1.0)

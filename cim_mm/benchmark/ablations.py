@@ -23,6 +23,8 @@ enhancer input         original + replaced patches pasted in (``enh-in-paste``)
 enhancer loss weight   0.5 (``enh-w0.5``), 2 (``enh-w2``)
 ResPix window          3 (``window3``), 9 (``window9``); ResPix only
 gradient clipping      per network (``clip-per-net``): ``PerModuleClipOptimWrapper``
+generator warm-up      the generator alone for the first 10 % of the budget
+                       (``gen-warm10``; ``model.generator_warmup=0.1``; ours)
 =====================  =====================================================
 
 ``clip-per-net`` clips the generator and the enhancer (backbone + neck + head)
@@ -63,6 +65,7 @@ KNOBS: dict[str, tuple[str, dict]] = {
     'window3': ('ResPix window 3', {'head.window_size': 3}),
     'window9': ('ResPix window 9', {'head.window_size': 9}),
     'clip-per-net': ('grad clip per network', PER_NET_CLIP_OPTIONS),
+    'gen-warm10': ('generator alone for the first 10 %', {'generator_warmup': 0.1}),
 }
 RESPIX_ONLY = ('window3', 'window9')
 PENDING = tuple(k for k, (_, o) in KNOBS.items() if not o)

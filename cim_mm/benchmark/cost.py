@@ -157,7 +157,8 @@ class CIMStepProfiler:
         gen_loss = losses['loss_gen']
         enh_loss = sum(v for k, v in losses.items() if 'loss' in k and k != 'loss_gen')
         with t('enh_bwd'):
-            optim_wrapper.backward(enh_loss)
+            if torch.is_tensor(enh_loss) and enh_loss.requires_grad:  # 0 in a generator warm-up
+                optim_wrapper.backward(enh_loss)
         with t('gen_bwd'):
             optim_wrapper.backward(gen_loss)
         with t('optim_step'):

@@ -6,6 +6,7 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import MessageHub
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -55,6 +56,13 @@ class CIM(BaseSelfSupervisor):
         enhancer_input: what the enhancer sees: ``'decode'`` (default, the
             whole decoded token map) or ``'paste'`` (the original image with
             only the replaced patches pasted in from the decode). Ablation.
+        generator_warmup: fraction of training (mmengine's ``MessageHub``
+            ``iter / max_iters``, as the runner and ``tools/benchmark.py`` set
+            them) during which only the generator trains: no decode, no
+            enhancer, ``loss_enh = 0``. Default 0 (off). Ours, not the paper's
+            (an ablation: a generator past its first, near-uniform samples
+            before the enhancer sees them). Under DDP the skipped enhancer
+            needs ``model_wrapper_cfg=dict(find_unused_parameters=True)``.
     """
 
     def __init__(self,
@@ -67,6 +75,7 @@ class CIM(BaseSelfSupervisor):
                  save_tokenizer: bool = False,
                  generator_input: str = 'tokenizer',
                  enhancer_input: str = 'decode',
+                 generator_warmup: float = 0.0,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
@@ -101,8 +110,12 @@ class CIM(BaseSelfSupervisor):
         if enhancer_input not in ('decode', 'paste'):
             raise UserError("model.enhancer_input must be 'decode' or 'paste', "
                              f'got {enhancer_input!r}')
+        if not 0.0 <= float(generator_warmup) < 1.0:
+            raise UserError('model.generator_warmup is a fraction of training in [0, 1), '
+                             f'got {generator_warmup!r}')
         self.generator_input = generator_input
         self.enhancer_input = enhancer_input
+        self.generator_warmup = float(generator_warmup)
         self._register_state_dict_hook(CIM._drop_tokenizer_state)
         self._register_load_state_dict_pre_hook(self._fill_tokenizer_state)
         self._check_geometry()
@@ -186,6 +199,14 @@ class CIM(BaseSelfSupervisor):
                 f'CNNs; got shape {tuple(fmap.shape)}')
         return fmap.flatten(2).transpose(1, 2)  # [B, L, C]
 
+    def generator_warming_up(self) -> bool:
+        """True while training and ``iter < generator_warmup * max_iters``."""
+        if self.generator_warmup <= 0 or not self.training:
+            return False
+        hub = MessageHub.get_current_instance()
+        it, total = hub.get_info('iter'), hub.get_info('max_iters')
+        return it is not None and bool(total) and it < self.generator_warmup * total
+
     # ------------------------------------------------------------------- loss
     def loss(self, inputs: list[torch.Tensor], data_samples: list[DataSample],
              **kwargs) -> dict[str, torch.Tensor]:
@@ -207,6 +228,10 @@ class CIM(BaseSelfSupervisor):
         gen_img = img if self.generator_input == 'enhancer' else tok_img
         logits = self.generator(gen_img, mask)  # [B, L, V]
         loss_gen = self.generator.loss(logits, ids, mask)
+
+        if self.generator_warming_up():  # the generator alone: no decode, no enhancer
+            return dict(loss_gen=loss_gen * self.loss_weights['gen'],
+                        loss_enh=loss_gen.new_zeros(()))
 
         corrupted, _, replaced = self.corrupt(logits, ids, mask, img.shape[-2:])
         if self.enhancer_input == 'paste':  # original image, replaced patches decoded
