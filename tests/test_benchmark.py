@@ -254,6 +254,20 @@ def test_report_writes_md_csv_json_png(tmp_path):
         'quality.png', 'cost.png', 'cim_breakdown.png'}
 
 
+def test_report_only_names_the_results_tokenizer():
+    """``--report-only`` builds no tokenizer: the report names the one in the results."""
+    from cim_mm.benchmark.runner import REPO_ROOT, report_meta
+    tok = osp.join(REPO_ROOT, 'work_dirs', 'vq', 'tokenizer.pth')
+    opts = dict(scale='cpu-small', device='cpu', budget_s=480., eval='all',
+                eval_subset='medium', report_only=True, tokenizer_ckpt=None)
+    cim = _fake_result('cim-revdet@temp0', 'x', settings=dict(tokenizer_id=f'{tok}:279323:17957'))
+    assert report_meta(opts, [cim, _fake_result('mae', 'MAE')], 0.)['tokenizer'] == \
+        osp.join('work_dirs', 'vq', 'tokenizer.pth')
+    rnd = _fake_result('cim-revdet', 'x', settings=dict(tokenizer_id='random'))
+    assert report_meta(opts, [rnd], 0.)['tokenizer'] == 'random VQ tokenizer (smoke test)'
+    assert report_meta(opts, [_fake_result('mae', 'MAE')], 0.)['tokenizer'] is None
+
+
 def test_report_seeds_median_spread_and_ties(tmp_path):
     def run(m, seed, lin, knn=60.):
         return _fake_result(m, m.upper(), seed=seed,

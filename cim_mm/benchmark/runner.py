@@ -126,6 +126,15 @@ def tokenizer_id(path: Optional[str]) -> str:
     return f'{osp.abspath(path)}:{st.st_size}:{int(st.st_mtime)}'
 
 
+def _results_tokenizer(results: list[dict]) -> Optional[str]:
+    """The tokenizer file the results were made with (``--report-only`` builds no
+    tokenizer): the path part of their ``settings.tokenizer_id``, None if random."""
+    ids = {(r.get('settings') or {}).get('tokenizer_id') for r in results
+           if str(r.get('method')).split('@')[0] in ('cim-respix', 'cim-revdet', 'beit')}
+    paths = sorted(i.rsplit(':', 2)[0] for i in ids if i and i.count(':') >= 2)
+    return paths[0] if paths else None
+
+
 def ensure_tokenizer(choice: str, log: Callable[[str], None] = say) -> Optional[str]:
     """'random' -> None; a path -> it (must exist); 'auto' -> the default
     tokenizer, trained with ``tools/train_tokenizer.py`` if absent."""
@@ -407,7 +416,7 @@ def report_meta(opts: dict, results: list, seconds: float) -> dict:
     mem = next(((r.get('pretrain') or {}).get('mem_method') for r in results
                 if (r.get('pretrain') or {}).get('mem_method')), None)
     dev = next((r.get('device_name') for r in results if r.get('device_name')), None)
-    tok = opts.get('tokenizer_ckpt')
+    tok = opts.get('tokenizer_ckpt') or _results_tokenizer(results)
     notes = []
     if opts.get('in_process'):
         notes.append('--in-process run: the methods shared one process, so peak memory '
