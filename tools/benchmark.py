@@ -23,7 +23,8 @@ BYOL, SimSiam, Barlow Twins, DenseCL, SparK, MEC). ``--ablate`` runs the CIM
 ablations (cim_mm/benchmark/ablations.py). ``--clock process`` counts the
 budget in CPU time / threads instead of wall clock. Neither clock is fair on a
 shared machine: a CPU run that got under ``--min-cpu-share`` (0.85) of its
-threads' time is recorded as failed and rerun when resumed.
+threads' time, or that ran beside other processes using over 10 % of the
+cores, is recorded as failed and rerun when resumed.
 
 Scales: ``cpu-small`` (the CPU demo: real Fashion-MNIST 32 px, tiny ViT,
 2 CPU cores) and ``gpu`` (ViT-B/16 or ViT-S/16 at 224 px, bf16, DALL-E dVAE;
@@ -81,8 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    'see --min-cpu-share')
     p.add_argument('--min-cpu-share', type=float, default=0.85,
                    help='on CPU, a run whose CPU time / threads is below this share of '
-                   'its wall time shared the machine and is recorded as failed, to '
-                   'be rerun (0: keep such runs)')
+                   'its wall time, or beside other processes that used over 10 %% of '
+                   'the cores, shared the machine and is recorded as failed, to be '
+                   'rerun (0: keep such runs)')
     p.add_argument('--budget-s', type=float, default=None,
                    help='pre-training wall-clock seconds per method '
                    '(default: 120 at cpu-small, 60 at gpu)')

@@ -35,6 +35,7 @@ from typing import Callable, Optional
 import torch
 
 from .cost import CIMStepProfiler, MemoryMeter, synchronizer
+from .cpu_share import OtherCPUMeter
 
 
 CLOCKS = ('wall', 'process')
@@ -126,6 +127,8 @@ def pretrain(model, loader, optim_wrapper, *, device: torch.device,
     sync()
     t_loop = time.perf_counter()
     p_loop = process_clock()
+    others = OtherCPUMeter()  # other processes' CPU time during the loop
+    others.start()
     t_start = budget_clock()  # the budget clock; restarted after the first step
     first_step_s = 0.
     t_log = t_loop
@@ -180,12 +183,14 @@ def pretrain(model, loader, optim_wrapper, *, device: torch.device,
     sync()
     wall = time.perf_counter() - t_loop
     process_s = process_clock() - p_loop
+    other_cpu = others.stop()
     mem = meter.stop()
     timed = step_times[warmup_steps:] if len(step_times) > warmup_steps else step_times
     step_s = sum(timed) / max(len(timed), 1)
     out = dict(
         iters=it, images=it * batch_size, batch_size=batch_size, wall_s=round(wall, 2),
         process_s=round(process_s, 2), clock=clock,
+        other_cpu=None if other_cpu is None else round(other_cpu, 3),
         first_step_s=round(first_step_s, 2),
         data_s=round(data_time, 2), step_s_mean=step_s,
         step_s_median=sorted(timed)[len(timed) // 2] if timed else 0.,

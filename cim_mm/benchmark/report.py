@@ -28,7 +28,7 @@ CSV_COLUMNS = (
     'pretrain_wall_s', 'img_per_s', 'wall_img_per_s', 'step_s', 'peak_mem_mb',
     'mem_delta_mb', 'knn_top1', 'linear_top1', 'finetune_top1', 'params_backbone_m',
     'params_trainable_m', 'cim_corruption_share', 'cim_enhancer_share', 'cim_other_share',
-    'eval_s', 'total_s', 'cpu_share', 'error')
+    'eval_s', 'total_s', 'cpu_share', 'other_cpu', 'error')
 METRICS = ('knn_top1', 'linear_top1', 'finetune_top1')
 SPREAD_COLUMNS = METRICS + ('pretrain_iters', 'pretrain_images', 'img_per_s', 'peak_mem_mb')
 SUMMARY_COLUMNS = ('method', 'label', 'status', 'n_seeds', 'n_ok') + CSV_COLUMNS[3:] + tuple(
@@ -60,7 +60,7 @@ def flat_row(r: dict) -> dict:
         cim_corruption_share=br.get('corruption_share'),
         cim_enhancer_share=br.get('enhancer_share'), cim_other_share=br.get('other_share'),
         eval_s=r.get('eval_s'), total_s=r.get('total_s'), cpu_share=pre.get('cpu_share'),
-        error=r.get('error'))
+        other_cpu=pre.get('other_cpu'), error=r.get('error'))
     return {k: row.get(k) for k in CSV_COLUMNS}
 
 

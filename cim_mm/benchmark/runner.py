@@ -94,7 +94,9 @@ def contended(r: dict, min_share: float = MIN_CPU_SHARE) -> Optional[str]:
         check_cpu_share(dict(pre), min_share)
     except ContendedRun:
         share = pre['process_s'] / max(pre['wall_s'], 1e-9)
-        return f'contended ({share:.0%} of its CPU, under {min_share:.0%})'
+        if share < min_share:
+            return f'contended ({share:.0%} of its CPU, under {min_share:.0%})'
+        return f'contended (other processes used {pre["other_cpu"]:.0%} of the CPU)'
     return None
 
 
