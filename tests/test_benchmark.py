@@ -309,6 +309,18 @@ def test_report_seeds_median_spread_and_ties(tmp_path):
     row_a = next(line for line in cut_table.splitlines() if line.startswith('| A |'))
     assert '| 1/3 |' in row_a and '80.00' in row_a and '–' not in row_a  # one seed: no range
     assert 'unfinished' in cut_table
+    # the per-run report tells seeds not run yet from failed ones
+    rows = [dict(r, status='missing', error='no result.json') if r['method'] == 'a' and
+            r['seed'] == 1 else dict(r, status='failed', error='ContendedRun: x')
+            if r['method'] == 'a' and r['seed'] == 2 else r for r in results]
+    md_cut = report.markdown(rows, meta)
+    row_a = next(line for line in md_cut.splitlines() if line.startswith('| A |'))
+    assert row_a.endswith('| 1 of 3 seeds; 1 not run yet; **1 failed**: ContendedRun: x |')
+    rows = [dict(r, status='missing') if r['method'] == 'a' and r['seed'] else r
+            for r in results]
+    row_a = next(line for line in report.markdown(rows, meta).splitlines()
+                 if line.startswith('| A |'))
+    assert row_a.endswith('| 1 of 3 seeds; 2 not run yet |') and 'failed' not in row_a
     # ablation reports add the change against the demo recipe
     md = report.markdown([run('cim-revdet', 0, 80.), run('cim-revdet@temp0', 0, 81.5)],
                          dict(meta, ablation=True))

@@ -81,11 +81,14 @@ def summarize(results: list) -> list:
         first = flat_row(runs[0])
         row = dict(method=method, label=(ok[0] if ok else first)['label'],
                    n_seeds=len(runs), n_ok=len(ok),
+                   n_missing=sum(r.get('status') == 'missing' for r in runs),
                    seeds=[r.get('seed') for r in runs],
                    status='ok' if len(ok) == len(runs) else 'partial' if ok
                    else first['status'],
-                   error=next((r.get('error') for r in runs if r.get('status') != 'ok'
-                               and r.get('error')), None))
+                   error=next((r.get('error') for r in runs if r.get('status') not in
+                               ('ok', 'missing') and r.get('error')),
+                              next((r.get('error') for r in runs if r.get('status') != 'ok'
+                                    and r.get('error')), None)))
         for k in CSV_COLUMNS[3:]:
             if k in ('error', ):
                 continue
@@ -120,6 +123,18 @@ def spread(row: dict, key: str, nd: int = 2) -> str:
     if row.get('n_ok', 1) > 1:
         return f'{v:,.{nd}f} ({lo:,.{nd}f}–{hi:,.{nd}f})'
     return f'{v:,.{nd}f}'
+
+
+def _partial_status(r: dict) -> str:
+    """``2 of 3 seeds; 1 not run yet`` / ``...; **1 failed**: <error>``."""
+    missing = r.get('n_missing', 0)
+    n_failed = r['n_seeds'] - r['n_ok'] - missing
+    parts = [f'{r["n_ok"]} of {r["n_seeds"]} seeds']
+    if missing:
+        parts.append(f'{missing} not run yet')
+    if n_failed:
+        parts.append(f'**{n_failed} failed**: {r.get("error") or ""}')
+    return '; '.join(parts)
 
 
 def _fmt(v, nd: int = 1, pct: bool = False) -> str:
@@ -171,7 +186,7 @@ def markdown(results: list, meta: dict, flops: Optional[dict] = None) -> str:
         if r['status'] == 'ok':
             status = 'ok' if r['n_seeds'] == 1 else f'ok ({r["n_ok"]} seeds)'
         elif r['status'] == 'partial':
-            status = f'{r["n_ok"]} of {r["n_seeds"]} seeds; **failed**: {r.get("error") or ""}'
+            status = _partial_status(r)
         else:
             status = f'**{r["status"]}**: {r.get("error") or ""}'
         L.append(f'| {r["label"]} | {q(r, "knn_top1")} | {q(r, "linear_top1")} | '
