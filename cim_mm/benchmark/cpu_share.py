@@ -52,7 +52,9 @@ class OtherCPUMeter:
     this process's CPU time) / (wall time x cores). None where it cannot be
     measured fairly: no ``/proc/stat`` (not Linux), or a process limited to
     fewer cores than the machine has (a container on a larger host, where
-    ``/proc/stat`` counts the neighbours' work too).
+    ``/proc/stat`` counts the neighbours' work too). Data-loader worker
+    processes count as *other* processes: the CPU scales load in-process
+    (``num_workers=0``), where the guard applies.
     """
 
     def __init__(self, proc_stat: str = '/proc/stat') -> None:
