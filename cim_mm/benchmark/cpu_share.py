@@ -92,7 +92,12 @@ class OtherCPUMeter:
 
 
 class ContendedRun(RuntimeError):
-    """A benchmark run that did not get its CPU (see :func:`check_cpu_share`)."""
+    """A benchmark run that did not get its CPU (see :func:`check_cpu_share`);
+    ``reason`` is the short form (``58% of its CPU, under 85%``)."""
+
+    def __init__(self, message: str, reason: str = '') -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def check_cpu_share(pre: dict, min_share: float = MIN_CPU_SHARE,
@@ -116,7 +121,8 @@ def check_cpu_share(pre: dict, min_share: float = MIN_CPU_SHARE,
             f'CPU time per thread in {pre["wall_s"]:.0f} s wall, {pre["iters"]} steps): '
             'other work shared the machine, so its steps and timings are not comparable; '
             'rerun it when the machine is quiet (resuming reruns it) or pass '
-            '--min-cpu-share 0 to keep such runs')
+            '--min-cpu-share 0 to keep such runs',
+            reason=f'{share:.0%} of its CPU, under {min_share:.0%}')
     other = pre.get('other_cpu')
     if (min_share > 0 and other is not None and other > max_other
             and pre['wall_s'] >= MIN_GUARDED_WALL_S):
@@ -125,4 +131,4 @@ def check_cpu_share(pre: dict, min_share: float = MIN_CPU_SHARE,
             f'(over {max_other:.0%}; it got {share:.0%} of its own threads, '
             f'{pre["iters"]} steps): its steps and timings are not comparable; rerun it '
             'when the machine is quiet (resuming reruns it) or pass --min-cpu-share 0 '
-            'to keep such runs')
+            'to keep such runs', reason=f'other processes used {other:.0%} of the CPU')

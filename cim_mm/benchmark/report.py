@@ -79,16 +79,17 @@ def summarize(results: list) -> list:
     for method, runs in groups.items():
         ok = [flat_row(r) for r in runs if r.get('status') == 'ok']
         first = flat_row(runs[0])
+        # a failed seed's error explains more than a missing one's ("no result.json")
+        errors = [r['error'] for r in runs if r.get('status') not in ('ok', 'missing')
+                  and r.get('error')] + [r['error'] for r in runs
+                                         if r.get('status') == 'missing' and r.get('error')]
         row = dict(method=method, label=(ok[0] if ok else first)['label'],
                    n_seeds=len(runs), n_ok=len(ok),
                    n_missing=sum(r.get('status') == 'missing' for r in runs),
                    seeds=[r.get('seed') for r in runs],
                    status='ok' if len(ok) == len(runs) else 'partial' if ok
                    else first['status'],
-                   error=next((r.get('error') for r in runs if r.get('status') not in
-                               ('ok', 'missing') and r.get('error')),
-                              next((r.get('error') for r in runs if r.get('status') != 'ok'
-                                    and r.get('error')), None)))
+                   error=errors[0] if errors else None)
         for k in CSV_COLUMNS[3:]:
             if k in ('error', ):
                 continue

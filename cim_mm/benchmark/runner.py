@@ -92,11 +92,8 @@ def contended(r: dict, min_share: float = MIN_CPU_SHARE) -> Optional[str]:
         return None
     try:
         check_cpu_share(dict(pre), min_share)
-    except ContendedRun:
-        share = pre['process_s'] / max(pre['wall_s'], 1e-9)
-        if share < min_share:
-            return f'contended ({share:.0%} of its CPU, under {min_share:.0%})'
-        return f'contended (other processes used {pre["other_cpu"]:.0%} of the CPU)'
+    except ContendedRun as e:
+        return f'contended ({e.reason})'
     return None
 
 
