@@ -26,6 +26,7 @@ from typing import Callable, Optional
 
 from .cpu_share import MIN_CPU_SHARE, ContendedRun, check_cpu_share
 from .io import read_json, write_json
+from .recipe import method_recipes
 from .scales import EVAL_SUBSETS, REPO_ROOT, TOKENIZER_CONFIG, TOKENIZER_DIR
 
 # Rough evaluation seconds per method before any was measured (2 CPU cores).
@@ -48,6 +49,8 @@ def _fmt_s(s: float) -> str:
 # settings added later: in the fingerprint only when not at their default, so
 # results written before them still resume
 OPTIONAL_DEFAULTS = dict(track='vit', clock='wall')
+# finished() of a result made before the recipe digest was recorded
+RECIPE_UNRECORDED = 'recipe not recorded'
 
 
 def _min_share(opts: dict) -> float:
@@ -101,7 +104,11 @@ def finished(work_dir: str, method: str, fp: dict,
              min_cpu_share: float = MIN_CPU_SHARE) -> tuple[bool, str]:
     """(is finished with these settings, why not); ``method`` is the run's
     folder name (:func:`run_name`). The tokenizer only matters to the methods
-    that use it (CIM, BEiT); a CPU run that shared the machine is not finished."""
+    that use it (CIM, BEiT); a CPU run that shared the machine is not finished.
+    The recipe (:mod:`.recipe`) is compared when both ``fp`` and the result
+    record one; a result written before recipes were recorded is finished,
+    with the reason :data:`RECIPE_UNRECORDED`: the caller records the current
+    recipe in it."""
     r = read_json(osp.join(work_dir, method, 'result.json'))
     if r is None:
         return False, 'no result.json'
@@ -111,11 +118,24 @@ def finished(work_dir: str, method: str, fp: dict,
     if why:
         return False, why
     old = r.get('settings') or {}
+    unrecorded = 'recipe' in fp and 'recipe' not in old
     diff = sorted(k for k in set(fp) | set(old) if old.get(k) != fp.get(k)
-                  and not (k == 'tokenizer_id' and not uses_tokenizer(method)))
+                  and not (k == 'tokenizer_id' and not uses_tokenizer(method))
+                  and not (k == 'recipe' and (k not in old or k not in fp)))
     if diff:
         return False, f'settings changed ({", ".join(diff)})'
-    return True, ''
+    return True, RECIPE_UNRECORDED if unrecorded else ''
+
+
+def stamp_recipe(path: str, recipe: str) -> None:
+    """Record ``recipe`` in the settings of a result made before recipes were
+    (:data:`RECIPE_UNRECORDED`): from now on a change of the method's recipe
+    makes it stale. Written atomically."""
+    r = read_json(path) or {}
+    r.setdefault('settings', {})['recipe'] = recipe
+    write_json(r, path)
+    say(f'{osp.basename(osp.dirname(path))}: recorded its recipe {recipe} (made before '
+        'recipes were; taken as made with the current one)')
 
 
 def tokenizer_id(path: Optional[str]) -> str:
@@ -260,9 +280,11 @@ def rough_plan(opts: dict) -> tuple[int, float]:
     tid = tokenizer_id(tok) if tok and osp.isfile(tok) else 'random'
     ev = EVAL_GUESS_S.get((opts['scale'], opts['eval_subset']), 60.) \
         if opts['eval'] != 'none' else 0.
+    units = _units(opts)
+    recipes = method_recipes(opts, list(dict.fromkeys(m for m, _ in units)))
     n, total = 0, 0.
-    for m, sd in _units(opts):
-        fp = fingerprint(dict(opts, seed=sd, tokenizer_id=tid))
+    for m, sd in units:
+        fp = dict(fingerprint(dict(opts, seed=sd, tokenizer_id=tid)), recipe=recipes[m])
         if not opts.get('force') and finished(work_dir, run_name(m, sd), fp,
                                               _min_share(opts))[0]:
             continue
@@ -289,7 +311,10 @@ def run_benchmark(opts: dict) -> int:
     opts['tokenizer_ckpt'] = tok_path
     opts['tokenizer_id'] = tokenizer_id(tok_path) if scale == 'cpu-small' else \
         f'dalle:{opts.get("dalle_dir") or "random"}'
-    fps = {s: fingerprint(dict(opts, seed=s)) for s in seeds}
+    # settings per seed + recipe per method (.recipe): a changed recipe re-runs
+    recipes = {} if opts.get('report_only') else method_recipes(opts, methods)
+    fps = {(m, s): dict(fingerprint(dict(opts, seed=s)), recipe=recipes[m])
+           for m, s in ([] if opts.get('report_only') else units)}
     budget = opts['budget_s']
     eval_guess = EVAL_GUESS_S.get((scale, opts['eval_subset']), 60.) \
         if opts['eval'] != 'none' else 0.
@@ -301,10 +326,12 @@ def run_benchmark(opts: dict) -> int:
     for m, sd in ([] if opts.get('report_only') else units):
         run = run_name(m, sd)
         done, why = (False, 'forced') if opts.get('force') else \
-            finished(work_dir, run, fps[sd], _min_share(opts))
+            finished(work_dir, run, fps[m, sd], _min_share(opts))
         if done:
             say(f'{run}: finished earlier ({osp.join(osp.basename(work_dir), run, "result.json")}), '
                 'skipping')
+            if why == RECIPE_UNRECORDED:
+                stamp_recipe(osp.join(work_dir, run, 'result.json'), recipes[m])
         else:
             if why not in ('no result.json', 'forced'):
                 say(f'{run}: {why}: re-running')
@@ -332,7 +359,7 @@ def run_benchmark(opts: dict) -> int:
         say(f'[{i + 1}/{len(todo)}] {run} ({label_of(m)}, seed {sd}): start; ETA for the '
             f'rest ~{_fmt_s(eta)}')
         settings = dict(opts, method=m, seed=sd, run_name=run, work_dir=work_dir,
-                        fingerprint=fps[sd])
+                        fingerprint=fps[m, sd])
         ts = time.perf_counter()
         ok, err = run_one(settings, opts.get('in_process', False))
         dt = time.perf_counter() - ts
