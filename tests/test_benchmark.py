@@ -196,7 +196,8 @@ def test_ablations_apply_one_knob(fake_fashion_mnist):
     assert mask['num_masking_patches'] == 35
     assert build_spec('cim-respix@gen-depth6', scale).model['generator']['backbone'][
         'arch']['num_layers'] == 6
-    assert build_spec('cim-respix@window9', scale).model['head']['window_size'] == 9
+    assert build_spec('cim-respix@window5', scale).model['head']['window_size'] == 5
+    assert build_spec('cim-respix', scale).model['head']['window_size'] == 9  # the demo's
     assert build_spec('cim-revdet@enh-w2', scale).model['loss_weights']['enh'] == 2.0
     assert build_spec('cim-revdet@gen-warm10', scale).model['generator_warmup'] == 0.1
     with pytest.raises(ValueError, match='unknown ablation'):

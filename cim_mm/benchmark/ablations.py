@@ -9,7 +9,7 @@ runs, resumes and is reported like a method; the two demo recipes
 Demo recipe (the baseline of every knob): temperature 1.0, 26 of 64 patches
 masked (40.6 %), generator 2 layers x 64 dims, generator on the tokenizer
 view, enhancer on the whole decoded token map, loss weights gen 1 / enh 1,
-ResPix window 5, one ``clip_grad`` (max norm 3) over both networks.
+ResPix window 9 (5 until 2026-11-27), one ``clip_grad`` (max norm 3) over both networks.
 
 =====================  =====================================================
 knob                   values (name suffix)
@@ -21,7 +21,8 @@ generator size         4 layers (``gen-depth4``), 6 layers (``gen-depth6``),
 generator input        normalised enhancer view (``gen-in-enhancer``)
 enhancer input         original + replaced patches pasted in (``enh-in-paste``)
 enhancer loss weight   0.5 (``enh-w0.5``), 2 (``enh-w2``)
-ResPix window          3 (``window3``), 9 (``window9``); ResPix only
+ResPix window          3 (``window3``), 5 (``window5``, the default before
+                       2026-11-27; ``window9`` was the knob then); ResPix only
 gradient clipping      per network (``clip-per-net``): ``PerModuleClipOptimWrapper``
 generator warm-up      the generator alone for the first 10 % of the budget
                        (``gen-warm10``; ``model.generator_warmup=0.1``; ours)
@@ -63,11 +64,11 @@ KNOBS: dict[str, tuple[str, dict]] = {
     'enh-w0.5': ('enhancer loss weight 0.5', {'loss_weights.enh': 0.5}),
     'enh-w2': ('enhancer loss weight 2', {'loss_weights.enh': 2.0}),
     'window3': ('ResPix window 3', {'head.window_size': 3}),
-    'window9': ('ResPix window 9', {'head.window_size': 9}),
+    'window5': ('ResPix window 5', {'head.window_size': 5}),
     'clip-per-net': ('grad clip per network', PER_NET_CLIP_OPTIONS),
     'gen-warm10': ('generator alone for the first 10 %', {'generator_warmup': 0.1}),
 }
-RESPIX_ONLY = ('window3', 'window9')
+RESPIX_ONLY = ('window3', 'window5')
 PENDING = tuple(k for k, (_, o) in KNOBS.items() if not o)
 
 
