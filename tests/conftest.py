@@ -109,6 +109,22 @@ def write_fashion_mnist(folder: str, n_train: int = 300, n_test: int = 150,
     return folder
 
 
+def benchmark_opts(work_dir, **kw) -> dict:
+    """The options ``tools/benchmark.py`` makes from its command line, for a
+    quick in-process run in ``work_dir`` (random tokenizer, no evaluation,
+    1 s budget); ``kw``: more ``--flag value`` pairs (``methods='mae'``)."""
+    import sys
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools')
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    from benchmark import options, parse_args
+    argv = ['--work-dir', str(work_dir), '--in-process', '--tokenizer', 'random',
+            '--eval', 'none', '--budget-s', '1']
+    for k, v in kw.items():
+        argv += [f'--{k.replace("_", "-")}', str(v)]
+    return options(parse_args(argv), argv)
+
+
 @pytest.fixture(scope='session')
 def fake_fashion_mnist(tmp_path_factory) -> str:
     """A session-wide tiny fake Fashion-MNIST folder (see ``write_fashion_mnist``)."""

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import cim_mm  # noqa: F401
+from conftest import benchmark_opts
 from cim_mm.benchmark import report, runner
 from cim_mm.benchmark.evaluate import knn_predict, knn_top1, linear_probe, top1
 
@@ -329,17 +330,8 @@ def test_report_seeds_median_spread_and_ties(tmp_path):
 
 
 # ------------------------------------------------------- resume and failures
-def _opts(tmp_path, **kw):
-    from benchmark import options, parse_args
-    argv = ['--work-dir', str(tmp_path), '--in-process', '--tokenizer', 'random',
-            '--eval', 'none', '--budget-s', '1']
-    for k, v in kw.items():
-        argv += [f'--{k.replace("_", "-")}', str(v)]
-    return options(parse_args(argv), argv)
-
-
 def test_finished_method_is_skipped_and_stale_one_rerun(tmp_path, monkeypatch):
-    opts = _opts(tmp_path, methods='mae,simmim')
+    opts = benchmark_opts(tmp_path, methods='mae,simmim')
     fp = runner.fingerprint(dict(opts, tokenizer_id=runner.tokenizer_id(None)))
     # mae: finished with these settings; simmim: finished with another budget
     done = _fake_result('mae', 'MAE', settings=fp)
@@ -370,7 +362,7 @@ def test_finished_method_is_skipped_and_stale_one_rerun(tmp_path, monkeypatch):
 
 
 def test_seeds_resume_per_method_and_seed(tmp_path, monkeypatch):
-    opts = _opts(tmp_path, methods='mae,simmim', seeds=2)
+    opts = benchmark_opts(tmp_path, methods='mae,simmim', seeds=2)
     calls = []
 
     def fake_run_one(settings, in_process):
@@ -441,7 +433,7 @@ def test_process_clock_counts_cpu_time_over_threads():
 
 
 def test_failed_method_others_still_run_then_exit_1(tmp_path, monkeypatch, capsys):
-    opts = _opts(tmp_path, methods='mae,simclr,random')
+    opts = benchmark_opts(tmp_path, methods='mae,simclr,random')
     ran = []
 
     def fake_run_one(settings, in_process):

@@ -8,19 +8,11 @@ import os
 import os.path as osp
 
 import cim_mm  # noqa: F401
+from conftest import benchmark_opts
 from cim_mm.benchmark import runner
 from cim_mm.benchmark.recipe import method_recipes, recipe_digest
 from cim_mm.benchmark.scales import build_scale
 from cim_mm.benchmark.specs import build_spec
-
-
-def _opts(tmp_path, **kw):
-    from benchmark import options, parse_args
-    argv = ['--work-dir', str(tmp_path), '--in-process', '--tokenizer', 'random',
-            '--eval', 'none', '--budget-s', '1']
-    for k, v in kw.items():
-        argv += [f'--{k.replace("_", "-")}', str(v)]
-    return options(parse_args(argv), argv)
 
 
 def _result(method: str, settings: dict) -> dict:
@@ -55,7 +47,7 @@ def test_digest_follows_the_recipe_not_the_tokenizer_file():
 
 
 def test_changed_recipe_reruns_only_that_method(tmp_path, monkeypatch):
-    opts = _opts(tmp_path, methods='mae,simmim')
+    opts = benchmark_opts(tmp_path, methods='mae,simmim')
     real = runner.method_recipes(opts, ['mae', 'simmim'])
     calls = []
 
@@ -92,7 +84,7 @@ def test_changed_recipe_reruns_only_that_method(tmp_path, monkeypatch):
 
 
 def test_result_without_recipe_resumes_and_records_it(tmp_path, monkeypatch, capsys):
-    opts = _opts(tmp_path, methods='mae')
+    opts = benchmark_opts(tmp_path, methods='mae')
     fp = runner.fingerprint(dict(opts, tokenizer_id=runner.tokenizer_id(None)))
     os.makedirs(tmp_path / 'mae')
     json.dump(_result('mae', fp), open(tmp_path / 'mae' / 'result.json', 'w'))  # no recipe
