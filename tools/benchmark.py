@@ -20,7 +20,7 @@ run resumable on its own); the tables give the median and min–max over seeds
 and write differences inside the spread as ties. ``--track resnet`` (cpu-small)
 compares on the CIM demo ResNet-18 against the CNN peers (SimCLR, MoCo v2,
 BYOL, SimSiam, Barlow Twins, DenseCL, SparK, MEC). ``--ablate`` runs the CIM
-ablations (cim_mm/benchmark/ablations.py). ``--clock process`` counts the
+ablations (benchmarks/ablations.py). ``--clock process`` counts the
 budget in CPU time / threads instead of wall clock. Neither clock is fair on a
 shared machine: a CPU run that got under ``--min-cpu-share`` (0.85) of its
 threads' time, or that ran beside other processes using over 10 % of the
@@ -43,8 +43,8 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from cim_mm.benchmark.scales import EVAL_SUBSETS, SCALES, TRACKS  # noqa: E402
-from cim_mm.benchmark.specs import METHODS  # noqa: E402
+from benchmarks.scales import EVAL_SUBSETS, SCALES, TRACKS  # noqa: E402
+from benchmarks.specs import METHODS  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
 
 DEFAULT_WORK_DIRS = {'vit': 'work_dirs/benchmark', 'resnet': 'work_dirs/benchmark_resnet',
@@ -178,7 +178,7 @@ def options(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
 
 def _check_data_root(opts: dict) -> None:
     """One line, before any method runs, when the scale's Fashion-MNIST files are absent."""
-    from cim_mm.benchmark.scales import build_scale
+    from benchmarks.scales import build_scale
     root = build_scale(opts['scale'], arch=opts['arch'],
                        data_root=opts['data_root'], track=opts.get('track', 'vit')).data_root
     name = osp.join(root, 'train-images-idx3-ubyte')
@@ -192,7 +192,7 @@ def run_suite(args: argparse.Namespace, argv: list[str] | None) -> int:
     """The ViT table, the ResNet track and the ablations, one after the other."""
     import copy
 
-    from cim_mm.benchmark.runner import _fmt_s, rough_plan, run_benchmark, say
+    from benchmarks.runner import _fmt_s, rough_plan, run_benchmark, say
     from cim_mm.utils.errors import UserError
     if args.scale != 'cpu-small' or args.ablate or args.methods != 'all':
         raise UserError('--suite runs every method of the cpu-small suite: drop --scale / '
@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     from cim_mm.utils.cli import user_errors_as_one_line
     with user_errors_as_one_line('benchmark.py'):
         if args.readme_table:
-            from cim_mm.benchmark.io import read_json
-            from cim_mm.benchmark.report import readme_table
+            from benchmarks.io import read_json
+            from benchmarks.report import readme_table
             data = read_json(osp.join(args.readme_table, 'results.json'))
             if data is None:
                 raise UserError(f'no results.json in {args.readme_table}: run the '
@@ -239,10 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.suite:
             return run_suite(args, argv)
         opts = options(args, argv)
-        from cim_mm.benchmark.specs import parse_methods
+        from benchmarks.specs import parse_methods
         try:  # an unknown name fails first, in one line: the names are the user's
             if opts['ablate']:
-                from cim_mm.benchmark.ablations import parse_ablations
+                from benchmarks.ablations import parse_ablations
                 parse_ablations(opts['ablate'])
             else:
                 parse_methods(opts['methods'], opts['track'])
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             import torch
             torch.set_num_threads(args.threads)
             os.environ['OMP_NUM_THREADS'] = str(args.threads)  # for worker processes
-        from cim_mm.benchmark.runner import run_benchmark
+        from benchmarks.runner import run_benchmark
         return run_benchmark(opts)
 
 

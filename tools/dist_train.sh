@@ -3,7 +3,7 @@
 #   bash tools/dist_train.sh CONFIG GPUS [train.py args...]
 #   NNODES=2 NODE_RANK=0 MASTER_ADDR=host0 bash tools/dist_train.sh CONFIG 8
 # Without CUDA the same command runs GPUS CPU processes: gloo instead of nccl, DDP and
-# SyncBN on CPU (cim_mm/utils/dist_compat.py); each process gets cores / GPUS threads
+# SyncBN on CPU (cim_mm/compat/dist.py); each process gets cores / GPUS threads
 # unless OMP_NUM_THREADS is set. PORT=... when another run holds 29500.
 CONFIG=$1
 GPUS=$2

@@ -55,12 +55,12 @@ def use_packed_deps() -> list[str]:
 
 PACKED = use_packed_deps()
 
-from cim_mm.benchmark.gpu_check.settings import (  # noqa: E402
+from benchmarks.gpu_check.settings import (  # noqa: E402
     H100_SXM_BF16_DENSE_TFLOPS, full_settings, toy_settings)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from cim_mm.benchmark.gpu_check.check import STAGES
+    from benchmarks.gpu_check.check import STAGES
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--dry-run', action='store_true',
                    help='every stage at toy size on the CPU (CI; < 1 min)')
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             out = tempfile.mkdtemp(prefix='cim_gpu_check_dry_')
         else:
             out = osp.join(ROOT, 'docs', 'gpu')
-    from cim_mm.benchmark.gpu_check.check import run_check
+    from benchmarks.gpu_check.check import run_check
     if PACKED:
         print(f'gpu_check | packed dependencies: {", ".join(PACKED)}', flush=True)
 

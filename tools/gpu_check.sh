@@ -26,7 +26,7 @@ fi
 
 if [ "${1:-}" = "--pack-deps" ]; then
   DEST="${2:-$DEPS}"
-  cd "$ROOT" && exec "$PY" -m cim_mm.benchmark.gpu_check.deps "$DEST"
+  cd "$ROOT" && exec "$PY" -m benchmarks.gpu_check.deps "$DEST"
 fi
 
 # tools/gpu_check.py puts $CIM_GPU_DEPS on the path itself when $PY lacks the stack

@@ -117,7 +117,7 @@ def stacked_variants(model, optim, step, timed: int, sync, compile_: bool) -> di
 
 def profile_method(method: str, scale, batch: dict, device: torch.device, steps: int,
                    timed: int, stack: bool = False, compile_: bool = False) -> dict:
-    from cim_mm.benchmark.gpu_check.models import (build_model, build_optim_wrapper,
+    from benchmarks.gpu_check.models import (build_model, build_optim_wrapper,
                                                    method_batch)
     cuda = device.type == 'cuda'
 
@@ -259,10 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     from mmengine.registry import init_default_scope
 
     import cim_mm  # noqa: F401
-    from cim_mm.benchmark.gpu_check.assets import write_official_dalle
-    from cim_mm.benchmark.gpu_check.check import device_info
-    from cim_mm.benchmark.gpu_check.models import build_gpu_scale, synthetic_batch
-    from cim_mm.benchmark.gpu_check.settings import TOY_DALLE
+    from cim_mm.compat import apply_all
+    apply_all()
+    from benchmarks.gpu_check.assets import write_official_dalle
+    from benchmarks.gpu_check.check import device_info
+    from benchmarks.gpu_check.models import build_gpu_scale, synthetic_batch
+    from benchmarks.gpu_check.settings import TOY_DALLE
     init_default_scope('mmpretrain')
     MMLogger.get_instance('cim_gpu_profile', log_level='WARNING')
     t_start = time.perf_counter()

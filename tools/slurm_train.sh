@@ -3,7 +3,7 @@
 #   GPUS=16 bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]
 # GPUS is the number of processes (one per GPU). On a CPU partition set GPUS_PER_NODE=0 and
 # TASKS_PER_NODE=N: no GPU is requested (--gres), processes use gloo and CPU DDP / SyncBN
-# (cim_mm/utils/dist_compat.py), each with CPUS_PER_TASK threads.
+# (cim_mm/compat/dist.py), each with CPUS_PER_TASK threads.
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3

@@ -17,7 +17,10 @@ from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-import cim_mm  # noqa: E402,F401  (registers modules, checkpoint safety)
+import cim_mm  # noqa: E402,F401  (registers the CIM modules)
+from cim_mm.compat import apply_all  # noqa: E402
+
+apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp2d
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.config_check import check_config  # noqa: E402
 from cim_mm.utils.cpu_threads import set_cpu_threads  # noqa: E402

@@ -25,7 +25,9 @@ from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
+from mmpretrain.models.utils import resize_relative_position_bias_table
 
+from ..compat.interp2d import shim_installed as interp2d_shim_installed
 from .keys import NEW_BY_DESIGN, block, canonical_key, is_derived, vit_to_canonical
 from .report import ConversionError, ConversionReport
 from .source import rel_grid
@@ -48,14 +50,12 @@ def _resize_pos_embed(pe: torch.Tensor, extra: int, dst_tokens: int) -> torch.Te
 
 def _resize_rel_table(table: torch.Tensor, dst_rows: int) -> torch.Tensor:
     """mmpretrain's/mmseg's geometric-sequence resize (BEiT), 3 extra tokens
-    kept (scipy's removed interp2d is replaced by cim_mm's torch shim)."""
-    from mmpretrain.models.utils import resize_relative_position_bias_table
-
-    from ..utils.compat import install_scipy_interp2d_shim
-    install_scipy_interp2d_shim()
+    kept (SciPy's removed interp2d replaced by cim_mm's torch shim for the call)."""
     src = 2 * rel_grid(table.shape[0]) - 1
     dst = 2 * rel_grid(dst_rows) - 1
-    new = resize_relative_position_bias_table(src, dst, table[:-3].float(), table.shape[1])
+    with interp2d_shim_installed():
+        new = resize_relative_position_bias_table(src, dst, table[:-3].float(),
+                                                  table.shape[1])
     return torch.cat([new.to(table.dtype), table[-3:]], dim=0)
 
 

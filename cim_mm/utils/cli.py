@@ -17,8 +17,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     * :class:`UserError`: raised by our own checks, with what to do;
     * a file the user named that is not there / not readable / refused:
       ``FileNotFoundError``, ``NotADirectoryError``, ``IsADirectoryError``,
-      ``PermissionError``, :class:`CheckpointSecurityError`, and
-      ``ImageLoadError`` (an undecodable image in the user's data);
+      ``PermissionError``, :class:`CheckpointSecurityError`; ``ImageLoadError``
+      (an undecodable image in the user's data) is a :class:`UserError`;
     * ``FloatingPointError``: only ``NonFiniteLossHook`` raises it (a diverged
       run, with what to try); torch never does, numpy only under
       ``np.seterr(all='raise')``, which nothing here sets.
@@ -26,8 +26,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     Everything else (``ValueError``, ``KeyError``, ``RuntimeError``...) is a bug
     and keeps its traceback.
     """
-    from ..datasets.safe_loading import ImageLoadError
-    return (UserError, CheckpointSecurityError, ImageLoadError, FileNotFoundError,
+    return (UserError, CheckpointSecurityError, FileNotFoundError,
             NotADirectoryError, IsADirectoryError, PermissionError, FloatingPointError)
 
 

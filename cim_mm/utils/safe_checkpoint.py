@@ -1,4 +1,4 @@
-"""Checkpoint safety for torch >= 2.6 + mmengine 0.10.x.
+"""Safe checkpoint files: ``weights_only=True`` loading with an allow-list, atomic saving.
 
 torch >= 2.6 loads with ``weights_only=True`` by default, so mmengine's own
 ``load_checkpoint`` and ``Runner.resume`` fail on mmengine's own checkpoints:
@@ -9,9 +9,10 @@ Anything else pickled in a file (e.g. an object whose ``__reduce__`` would run
 a command, or a numpy array of Python objects) is refused with a one-line
 :class:`CheckpointSecurityError`.
 
-Saving is made atomic: the checkpoint is written to a temporary file in the
-same folder and moved into place with :func:`os.replace`, so a kill during a
-save never leaves the latest checkpoint unreadable.
+:func:`atomic_torch_save` writes a checkpoint to a temporary file in the same
+folder and moves it into place with :func:`os.replace`, so a kill during a save
+never leaves the latest checkpoint unreadable. mmengine uses both once
+:mod:`cim_mm.compat.checkpoint` is applied.
 """
 from __future__ import annotations
 
@@ -19,20 +20,27 @@ import os
 import os.path as osp
 import pickle
 import tempfile
-from typing import Any, Callable
+import zipfile
+from typing import Any
 
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
+from .errors import UserError
+
 __all__ = [
-    'CheckpointSecurityError', 'safe_load', 'atomic_torch_save',
-    'install_checkpoint_safety', 'SAFE_GLOBALS'
+    'CheckpointSecurityError', 'CheckpointCorruptError', 'safe_load', 'atomic_torch_save',
+    'refusal', 'is_truncated', 'corrupt_file_error', 'SAFE_GLOBALS'
 ]
 
 
 class CheckpointSecurityError(RuntimeError):
     """A checkpoint holds a pickled object that is not on the allow-list."""
+
+
+class CheckpointCorruptError(UserError):
+    """A checkpoint file that is cut off (a full disk, a killed copy) or damaged."""
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
@@ -69,16 +77,35 @@ SAFE_GLOBALS: list[Any] = _numpy_safe_globals() + [
 ]
 
 
-def _refusal(path: str, err: BaseException) -> CheckpointSecurityError:
-    reason = str(err).strip().splitlines()
-    detail = next((ln.strip() for ln in reason if 'GLOBAL' in ln or 'global' in ln),
-                  reason[-1] if reason else repr(err))
+def refusal(path: str, err: BaseException,
+            allowed: str = 'tensors, numpy data and mmengine log buffers') -> CheckpointSecurityError:
+    """The one-line refusal of a file that pickles an object outside the allow-list."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if 'GLOBAL' in ln or 'global' in ln),
+                  lines[-1] if lines else repr(err))
     if len(detail) > 300:
         detail = detail[:300] + '...'
     return CheckpointSecurityError(
         f'Refused to load {path}: it holds a pickled object outside the allow-list '
-        f'({detail}). Only tensors, numpy data and mmengine log buffers are '
-        'loaded; if you trust the file, re-save its state_dict as plain tensors.')
+        f'({detail}). Only {allowed} are loaded; if you trust the file, re-save its '
+        'state_dict as plain tensors.')
+
+
+def is_truncated(path: str, err: BaseException) -> bool:
+    """Whether a failed load is a cut-off or damaged file, not a refused object:
+    the file ends early, or starts as a zip (torch's format) without a readable
+    zip directory (which a cut-off file loses: it sits at the end)."""
+    if isinstance(err, EOFError) or 'PytorchStreamReader' in str(err):
+        return True
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    return head.startswith(b'PK') and not zipfile.is_zipfile(path)
+
+
+def corrupt_file_error(path: str) -> CheckpointCorruptError:
+    return CheckpointCorruptError(
+        f'{path} is truncated or corrupt (not a complete torch checkpoint; '
+        f'{osp.getsize(path)} bytes): use an earlier checkpoint or save it again')
 
 
 def safe_load(path: str, map_location: Any = 'cpu') -> Any:
@@ -86,6 +113,7 @@ def safe_load(path: str, map_location: Any = 'cpu') -> Any:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        CheckpointCorruptError: the file is cut off or damaged.
         CheckpointSecurityError: the file holds any other pickled object.
     """
     path = osp.expanduser(path)
@@ -94,11 +122,12 @@ def safe_load(path: str, map_location: Any = 'cpu') -> Any:
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise _refusal(path, err) from None
-    except RuntimeError as err:
-        if 'Weights only load failed' in str(err) or 'Unsupported' in str(err):
-            raise _refusal(path, err) from None
+    except (EOFError, pickle.UnpicklingError, RuntimeError) as err:
+        if is_truncated(path, err):
+            raise corrupt_file_error(path) from None
+        if isinstance(err, pickle.UnpicklingError) or any(
+                m in str(err) for m in ('Weights only load failed', 'Unsupported')):
+            raise refusal(path, err) from None
         raise
 
 
@@ -125,40 +154,3 @@ def atomic_torch_save(obj: Any, path: str) -> None:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
-
-
-def _make_atomic_save(original: Callable) -> Callable:
-
-    def save_checkpoint(checkpoint, filename, file_client_args=None,
-                        backend_args=None):
-        is_local = '://' not in str(filename)
-        if is_local and file_client_args is None and backend_args is None:
-            atomic_torch_save(checkpoint, str(filename))
-        else:
-            original(checkpoint, filename, file_client_args=file_client_args,
-                     backend_args=backend_args)
-
-    save_checkpoint.__wrapped__ = original  # type: ignore[attr-defined]
-    return save_checkpoint
-
-
-_INSTALLED = False
-
-
-def install_checkpoint_safety() -> None:
-    """Route mmengine's local checkpoint loading through :func:`safe_load` and
-    its saving through :func:`atomic_torch_save`. Idempotent."""
-    global _INSTALLED
-    if _INSTALLED:
-        return
-    from mmengine.runner import checkpoint as mm_ckpt
-    from mmengine.runner import runner as mm_runner
-
-    def load_from_local(filename: str, map_location: Any) -> Any:
-        return safe_load(filename, map_location=map_location)
-
-    mm_ckpt.CheckpointLoader.register_scheme(prefixes='', force=True)(load_from_local)
-    atomic = _make_atomic_save(mm_ckpt.save_checkpoint)
-    mm_ckpt.save_checkpoint = atomic
-    mm_runner.save_checkpoint = atomic
-    _INSTALLED = True

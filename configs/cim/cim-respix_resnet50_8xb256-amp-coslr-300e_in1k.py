@@ -19,7 +19,7 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py',
     '../_base_/cim_runtime.py',  # NaN stop, RNG states for --resume, pictures
 ]
-custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
 # ------------------------------------------------------------------------ data

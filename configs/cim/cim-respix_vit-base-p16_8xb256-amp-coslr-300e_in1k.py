@@ -7,7 +7,7 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py',
     '../_base_/cim_runtime.py',  # NaN stop, RNG states for --resume, pictures
 ]
-custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 # ResPix: sliding-window-normalised pixels of all 16x16 patches (window 17 = p + 1)
 model = dict(head=dict(type='ResPixHead', in_channels=768, patch_size=16, window_size=17))

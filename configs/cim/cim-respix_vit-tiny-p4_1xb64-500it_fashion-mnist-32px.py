@@ -6,7 +6,7 @@ _base_ = [
     '../_base_/fashion_mnist_cim_32px.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
 tokenizer_checkpoint = 'work_dirs/vqtokenizer_d4-v512_fashion-mnist-32px/tokenizer.pth'

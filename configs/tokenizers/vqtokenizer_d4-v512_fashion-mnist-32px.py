@@ -7,7 +7,7 @@
 # defaults, so `dict(type='VQTokenizer', vocab_size=512, downsample=4, checkpoint=...)`
 # in the CIM configs builds the same network.
 _base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
 model = dict(

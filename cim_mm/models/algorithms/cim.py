@@ -6,11 +6,13 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.logging import MessageHub
+from mmengine.logging import print_log
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from cim_mm.compat import ENABLE_ENTRY, missing
+from cim_mm.utils.config_check import check_model_geometry
 from cim_mm.utils.errors import UserError
 
 from ..data_preprocessors import CIMDataPreprocessor
@@ -49,20 +51,6 @@ class CIM(BaseSelfSupervisor):
             Default False: it is rebuilt from its own files (DALL-E: ~98 M
             parameters, ~390 MB per checkpoint saved for nothing); loading a
             checkpoint without them keeps the tokenizer as built.
-        generator_input: what the generator sees: ``'tokenizer'`` (default,
-            the tokenizer view, as BEiT / the paper) or ``'enhancer'`` (the
-            normalised enhancer view ``inputs[0]``; the generator's patch grid
-            must then be the enhancer's, e.g. patch 4 on 32 px). Ablation.
-        enhancer_input: what the enhancer sees: ``'decode'`` (default, the
-            whole decoded token map) or ``'paste'`` (the original image with
-            only the replaced patches pasted in from the decode). Ablation.
-        generator_warmup: fraction of training (mmengine's ``MessageHub``
-            ``iter / max_iters``, as the runner and ``tools/benchmark.py`` set
-            them) during which only the generator trains: no decode, no
-            enhancer, ``loss_enh = 0``. Default 0 (off). Ours, not the paper's
-            (an ablation: a generator past its first, near-uniform samples
-            before the enhancer sees them). Under DDP the skipped enhancer
-            needs ``model_wrapper_cfg=dict(find_unused_parameters=True)``.
     """
 
     def __init__(self,
@@ -73,9 +61,6 @@ class CIM(BaseSelfSupervisor):
                  neck: Optional[dict] = None,
                  loss_weights: Optional[dict] = None,
                  save_tokenizer: bool = False,
-                 generator_input: str = 'tokenizer',
-                 enhancer_input: str = 'decode',
-                 generator_warmup: float = 0.0,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
@@ -104,28 +89,27 @@ class CIM(BaseSelfSupervisor):
             raise UserError(f'model.loss_weights accepts keys gen/enh, got {sorted(unknown)}')
         self.loss_weights = weights
         self.save_tokenizer = save_tokenizer
-        if generator_input not in ('tokenizer', 'enhancer'):
-            raise UserError("model.generator_input must be 'tokenizer' or 'enhancer', "
-                             f'got {generator_input!r}')
-        if enhancer_input not in ('decode', 'paste'):
-            raise UserError("model.enhancer_input must be 'decode' or 'paste', "
-                             f'got {enhancer_input!r}')
-        if not 0.0 <= float(generator_warmup) < 1.0:
-            raise UserError('model.generator_warmup is a fraction of training in [0, 1), '
-                             f'got {generator_warmup!r}')
-        self.generator_input = generator_input
-        self.enhancer_input = enhancer_input
-        self.generator_warmup = float(generator_warmup)
         self._register_state_dict_hook(CIM._drop_tokenizer_state)
         self._register_load_state_dict_pre_hook(self._fill_tokenizer_state)
         self._check_geometry()
+        self._warn_if_compat_missing()
 
     def _check_geometry(self) -> None:
         """One-line :class:`UserError` when the tokenizer / generator / enhancer /
         head grids or the vocabularies disagree (see
         :func:`cim_mm.utils.check_model_geometry`)."""
-        from cim_mm.utils.config_check import check_model_geometry
         check_model_geometry(self)
+
+    @staticmethod
+    def _warn_if_compat_missing() -> None:
+        """Say once, at build time, what to add when the stack's fixes are off:
+        mmengine's ``--resume`` / ``load_from`` fail without them on torch >= 2.6."""
+        fixes = missing()
+        if fixes:
+            print_log(f'cim_mm: the fixes for this stack are not applied ({", ".join(fixes)}): '
+                      "mmengine's resume / load_from fail under torch's weights_only "
+                      f"loading; add '{ENABLE_ENTRY}' to custom_imports",
+                      logger='current', level=30)
 
     # ------------------------------------------------------------ checkpoints
     @staticmethod
@@ -199,57 +183,61 @@ class CIM(BaseSelfSupervisor):
                 f'CNNs; got shape {tuple(fmap.shape)}')
         return fmap.flatten(2).transpose(1, 2)  # [B, L, C]
 
-    def generator_warming_up(self) -> bool:
-        """True while training and ``iter < generator_warmup * max_iters``."""
-        if self.generator_warmup <= 0 or not self.training:
-            return False
-        hub = MessageHub.get_current_instance()
-        it, total = hub.get_info('iter'), hub.get_info('max_iters')
-        return it is not None and bool(total) and it < self.generator_warmup * total
-
-    # ------------------------------------------------------------------- loss
-    def loss(self, inputs: list[torch.Tensor], data_samples: list[DataSample],
-             **kwargs) -> dict[str, torch.Tensor]:
-        """inputs = [img [B,3,H,W], tok_img [B,3,H',W'], mask [B,h,w]]."""
-        if len(inputs) < 3:
-            raise UserError(
-                'CIM needs a mask per image: add dict(type="BEiTMaskGenerator", ...) '
-                'to the train pipeline before PackInputs.')
-        img, tok_img, mask = inputs[0], inputs[1], inputs[2].bool()
-
-        with torch.no_grad():
-            ids = self.tokenizer.encode(tok_img)  # [B, h, w]
-        if ids.shape != mask.shape:
-            raise UserError(
-                f'tokenizer grid {tuple(ids.shape[1:])} != mask grid '
-                f'{tuple(mask.shape[1:])}: set BEiTMaskGenerator input_size to '
-                'the tokenizer grid (tokenizer_img_size / downsample).')
-
-        gen_img = img if self.generator_input == 'enhancer' else tok_img
-        logits = self.generator(gen_img, mask)  # [B, L, V]
-        loss_gen = self.generator.loss(logits, ids, mask)
-
-        if self.generator_warming_up():  # the generator alone: no decode, no enhancer
-            return dict(loss_gen=loss_gen * self.loss_weights['gen'],
-                        loss_enh=loss_gen.new_zeros(()))
-
-        corrupted, _, replaced = self.corrupt(logits, ids, mask, img.shape[-2:])
-        if self.enhancer_input == 'paste':  # original image, replaced patches decoded
-            rep = F.interpolate(replaced[:, None].float(), size=img.shape[-2:],
-                                mode='nearest').bool()  # [B, 1, H, W]
-            corrupted = torch.where(rep, corrupted, img)  # [B, 3, H, W]
-        feats = self.patch_features(corrupted)  # [B, L, C]
+    def check_patch_count(self, feats: torch.Tensor, mask: torch.Tensor) -> None:
+        """The enhancer's patch count must be the token grid's."""
         if feats.shape[1] != mask[0].numel():
             raise UserError(
                 f'enhancer gives {feats.shape[1]} patches but the token grid has '
                 f'{mask[0].numel()}: the enhancer patch grid must equal the '
                 'tokenizer grid.')
-        enh = self.head.loss(feats, original=img, replaced=replaced)
 
+    # ------------------------------------------------------------------- loss
+    def loss(self, inputs: list[torch.Tensor], data_samples: list[DataSample],
+             **kwargs) -> dict[str, torch.Tensor]:
+        """inputs = [img [B,3,H,W], tok_img [B,3,H',W'], mask [B,h,w]] -> losses."""
+        img, tok_img, mask = self.unpack(inputs)
+        # 1. visual tokens of the clean image (frozen tokenizer)
+        ids = self.encode(tok_img, mask)  # [B, h, w]
+        # 2. the generator predicts the masked tokens
+        logits = self.generator(tok_img, mask)  # [B, L, V]
+        loss_gen = self.generator.loss(logits, ids, mask)
+        # 3. sample, decode: the corrupted image (no gradient to the generator)
+        corrupted, _, replaced = self.corrupt(logits, ids, mask, img.shape[-2:])
+        # 4. the enhancer recovers the pixels (ResPix) or finds the replaced tokens (RevDet)
+        feats = self.patch_features(corrupted)  # [B, L, C]
+        self.check_patch_count(feats, mask)
+        enh = self.head.loss(feats, original=img, replaced=replaced)
+        return self.weighted_losses(loss_gen, enh, replaced)
+
+    # --------------------------------------------------------------- helpers
+    @staticmethod
+    def unpack(inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[img, tok_img, mask]`` from the data preprocessor; mask as bool."""
+        if len(inputs) < 3:
+            raise UserError(
+                'CIM needs a mask per image: add dict(type="BEiTMaskGenerator", ...) '
+                'to the train pipeline before PackInputs.')
+        return inputs[0], inputs[1], inputs[2].bool()
+
+    @torch.no_grad()
+    def encode(self, tok_img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Tokenizer ids ``[B, h, w]`` of ``tok_img``; the grid must be the mask's."""
+        ids = self.tokenizer.encode(tok_img)  # [B, h, w]
+        if ids.shape != mask.shape:
+            raise UserError(
+                f'tokenizer grid {tuple(ids.shape[1:])} != mask grid '
+                f'{tuple(mask.shape[1:])}: set BEiTMaskGenerator input_size to '
+                'the tokenizer grid (tokenizer_img_size / downsample).')
+        return ids
+
+    def weighted_losses(self, loss_gen: torch.Tensor, enh: dict[str, torch.Tensor],
+                        replaced: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``loss_gen``, ``loss_enh`` weighted by ``loss_weights``; the head's other
+        outputs as ``enh_*``; the replaced fraction (a statistic, no gradient)."""
+        enh = dict(enh)
         losses = dict(loss_gen=loss_gen * self.loss_weights['gen'],
                       loss_enh=enh.pop('loss') * self.loss_weights['enh'])
         for k, v in enh.items():
             losses[f'enh_{k}'] = v
-        with torch.no_grad():
-            losses['replaced_ratio'] = replaced.float().mean()
+        losses['replaced_ratio'] = replaced.detach().float().mean()
         return losses

@@ -38,8 +38,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
+from cim_mm.utils.cli import one_line
 from cim_mm.utils.errors import UserError
-from cim_mm.utils.safe_checkpoint import CheckpointSecurityError
+from cim_mm.utils.safe_checkpoint import is_truncated, refusal
+
 from .base import BaseTokenizer, unmap_pixels
 
 __all__ = [
@@ -270,15 +272,6 @@ def _module_state_dict(mod: _PickledModule, prefix: str = '') -> dict[str, torch
     return out
 
 
-def _refusal(path: str, err: BaseException) -> CheckpointSecurityError:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    detail = next((ln for ln in lines if 'GLOBAL' in ln or 'global' in ln),
-                  lines[-1] if lines else repr(err))[:300]
-    return CheckpointSecurityError(
-        f'Refused to load {path}: it pickles an object that is neither a tensor '
-        f'nor a DALL-E/torch.nn module ({detail}).')
-
-
 # Globals a legacy (pre-zip, torch < 1.6 style) ``torch.save(module)`` names
 # besides the module classes and storage types.
 _LEGACY_GLOBALS: dict[str, Any] = {
@@ -335,15 +328,14 @@ def _torch_load(path: str) -> Any:
             warnings.simplefilter('ignore')
             return torch.load(path, map_location='cpu', weights_only=False,
                               pickle_module=_LEGACY_PICKLE)
-    except (EOFError, pickle.UnpicklingError) as err:
-        if isinstance(err, EOFError) or any(
+    except (EOFError, pickle.UnpicklingError, RuntimeError) as err:
+        if is_truncated(path, err) or any(
                 m in str(err) for m in ('invalid load key', 'truncated')):
             raise UserError(f'{path} is not a torch checkpoint (truncated or '
-                             f'not a weight file?): {err}') from None
-        raise _refusal(path, err) from None
-    except RuntimeError as err:
-        if 'Weights only load failed' in str(err) or 'Unsupported' in str(err):
-            raise _refusal(path, err) from None
+                            f'not a weight file?): {one_line(err)}') from None
+        if isinstance(err, pickle.UnpicklingError) or any(
+                m in str(err) for m in ('Weights only load failed', 'Unsupported')):
+            raise refusal(path, err, allowed='tensors and DALL-E / torch.nn modules') from None
         raise
 
 

@@ -13,7 +13,7 @@
 #   python tools/model_converters/cim_to_downstream.py CIM_CKPT.pth \
 #       work_dirs/cim_resnet50_mmpretrain.pth --target-config THIS_CONFIG
 _base_ = 'mmpretrain::resnet/resnet50_8xb256-rsb-a2-300e_in1k.py'
-custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable'], allow_failed_imports=False)
 
 pretrained = 'work_dirs/cim_resnet50_mmpretrain.pth'
 model = dict(

@@ -21,7 +21,7 @@
 # set the backbone to `VisionTransformer` (see
 # ./vit-tiny-p4_cim-pre_1xb64-ft-1000it_fashion-mnist-32px.py) and convert again.
 _base_ = 'mmpretrain::beit/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py'
-custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable'], allow_failed_imports=False)
 
 pretrained = 'work_dirs/cim_vit-base-p16_mmpretrain.pth'  # converted CIM enhancer
 

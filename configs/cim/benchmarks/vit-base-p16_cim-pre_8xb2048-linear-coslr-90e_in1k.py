@@ -11,7 +11,7 @@
 #   python tools/model_converters/cim_to_downstream.py CIM_CKPT.pth \
 #       work_dirs/cim_vit-base-p16_mmpretrain-linear.pth --target-config THIS_CONFIG
 _base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
-custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable'], allow_failed_imports=False)
 
 pretrained = 'work_dirs/cim_vit-base-p16_mmpretrain-linear.pth'
 data_preprocessor = dict(

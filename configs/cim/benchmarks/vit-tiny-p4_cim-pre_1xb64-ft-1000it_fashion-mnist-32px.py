@@ -15,7 +15,7 @@
 #   python tools/train.py THIS_CONFIG
 # (from scratch, for comparison: --cfg-options model.backbone.init_cfg=None)
 _base_ = 'mmpretrain::_base_/default_runtime.py'
-custom_imports = dict(imports=['cim_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
 
 pretrained = ('work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/'

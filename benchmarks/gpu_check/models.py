@@ -1,0 +1,158 @@
+"""Model, data-loader and optimizer configs of the GPU check.
+
+The four methods are built exactly as the benchmark builds them
+(:func:`benchmarks.scales.build_scale` ``('gpu')`` +
+:func:`benchmarks.specs.build_spec`): CIM-ResPix / CIM-RevDet are the
+paper recipes' models (``configs/cim/cim-*_vit-base-p16_*_in1k.py``), BEiT v1
+is mmpretrain's ``BEiT`` (``BEiTPretrainViT`` + ``BEiTV1Head``) whose targets
+come from the *same* DALL-E tokenizer, MAE is mmpretrain's ``MAE`` with the
+same ViT-B/16. The loader is the recipe's ``train_dataloader`` (its pipeline,
+sampler, collate, workers) pointed at a folder of JPEGs.
+
+``toy=True`` shrinks every model to the dry run's sizes
+(:data:`~.settings.TOY_VIT`, :data:`~.settings.TOY_DALLE`, 64 px, 4x4 grid).
+"""
+from __future__ import annotations
+
+import copy
+import os.path as osp
+from typing import Any
+
+import torch
+
+from .settings import TOY_DALLE, TOY_GENERATOR, TOY_VIT
+
+RECIPE = 'configs/cim/cim-respix_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'
+TOY_IMG, TOY_TOK_IMG, TOY_GRID = 64, 32, 4
+TOY_MASK = dict(type='BEiTMaskGenerator', input_size=(TOY_GRID, TOY_GRID),
+                num_masking_patches=6, max_num_patches=None, min_num_patches=2)
+
+
+def build_gpu_scale(dalle_dir: str, batch_size: int, toy: bool):
+    """The benchmark's ``gpu`` scale (ViT-B/16) with the DALL-E files of
+    ``dalle_dir``; shrunk to toy sizes when ``toy``."""
+    from benchmarks.scales import build_scale
+    scale = build_scale('gpu', arch='vit-b', dalle_dir=dalle_dir, batch_size=batch_size)
+    if not scale.tokenizer.get('encoder_path'):
+        raise FileNotFoundError(f'no encoder.pkl / decoder.pkl in {dalle_dir}')
+    if toy:
+        _shrink(scale)
+    return scale
+
+
+def _shrink(scale) -> None:
+    """Toy sizes in place: tiny ViT at 64 px, tiny DALL-E at 32 px, 4x4 grid."""
+    scale.img_size = TOY_IMG
+    scale.arch = dict(TOY_VIT)
+    scale.embed_dims = TOY_VIT['embed_dims']
+    scale.tokenizer.update(TOY_DALLE)
+    scale.tokenizer_img_size = TOY_TOK_IMG
+    scale.vocab_size = TOY_DALLE['vocab_size']
+    scale.beit_mask = dict(TOY_MASK)
+    scale.mae_decoder = dict(decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+    for model in scale.cim_models.values():
+        model['backbone'].update(arch=dict(TOY_VIT), img_size=TOY_IMG)
+        model['head']['in_channels'] = TOY_VIT['embed_dims']
+        model['tokenizer'] = copy.deepcopy(scale.tokenizer)
+        model['data_preprocessor']['tokenizer_img_size'] = TOY_TOK_IMG
+        gen = model['generator']
+        gen['vocab_size'] = TOY_DALLE['vocab_size']
+        gen['backbone'].update(arch=dict(TOY_GENERATOR), img_size=TOY_TOK_IMG)
+
+
+def model_config(scale, method: str) -> dict:
+    """The mmpretrain model dict of ``method`` at ``scale``."""
+    from benchmarks.specs import build_spec
+    return copy.deepcopy(build_spec(method, scale).model)
+
+
+def build_model(scale, method: str, device: torch.device):
+    """Built, initialised, on ``device``, in train mode."""
+    import benchmarks.models.adapters  # noqa: F401  (BEiT's TokenizerTargetGenerator)
+    from mmpretrain.registry import MODELS
+    model = MODELS.build(model_config(scale, method))
+    model.init_weights()
+    model.to(device)
+    model.train()
+    return model
+
+
+def build_optim_wrapper(model, scale, device: torch.device):
+    """The recipe's optimizer wrapper (``AmpOptimWrapper``, bf16, AdamW, clip 3);
+    plain fp32 ``OptimWrapper`` off CUDA (mmengine 0.10.7 refuses AMP there)."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    from mmengine.optim import build_optim_wrapper as _build
+    cfg = copy.deepcopy(scale.optim_wrapper)
+    if torch.device(device).type != 'cuda' and cfg.get('type') == 'AmpOptimWrapper':
+        cfg['type'] = 'OptimWrapper'
+        for k in ('dtype', 'loss_scale'):
+            cfg.pop(k, None)
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # a warning per frozen tokenizer parameter
+    try:
+        return _build(model, cfg)
+    finally:
+        logger.setLevel(level)
+
+
+def recipe_loader_config(repo_root: str, data_root: str, batch_size: int,
+                         num_workers: int, toy: bool) -> dict:
+    """The recipe's ``train_dataloader`` reading ``data_root`` (a JPEG folder)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(repo_root, RECIPE))
+    loader: dict[str, Any] = cfg.train_dataloader.to_dict()
+    dataset = dict(loader['dataset'])
+    dataset['data_root'] = data_root
+    if dataset.get('type') in ('ImageNet', 'mmpretrain.ImageNet'):
+        # a recipe that still reads mmpretrain's ImageNet (meta files, 1000
+        # classes): the same images through a label-free CustomDataset
+        dataset = dict(type='CustomDataset', data_root=data_root, with_label=False,
+                       pipeline=dataset['pipeline'])
+    if toy:
+        dataset['pipeline'] = [_toy_transform(t) for t in dataset['pipeline']]
+    loader.update(dataset=dataset, batch_size=batch_size, num_workers=num_workers,
+                  persistent_workers=num_workers > 0, pin_memory=True)
+    return loader
+
+
+def _toy_transform(t: dict) -> dict:
+    t = dict(t)
+    if t['type'] == 'RandomResizedCrop':
+        t['scale'] = TOY_IMG
+    elif t['type'] == 'BEiTMaskGenerator':
+        t = dict(TOY_MASK)
+    return t
+
+
+def method_batch(batch: dict, method: str, n: int) -> dict:
+    """The first ``n`` images of a CIM loader batch, as ``method`` takes them.
+
+    CIM / MAE: ``inputs`` ``[n, 3, H, W]`` uint8 (+ masks, unused by MAE);
+    BEiT v1: the same crop twice (``[img, img]``: ViT view, tokenizer view).
+    """
+    inputs = batch['inputs'][:n]
+    samples = batch['data_samples'][:n]
+    if method == 'beit':
+        inputs = [inputs, inputs]
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def synthetic_batch(scale, n: int, seed: int = 0) -> dict:
+    """Random uint8 images + random masks of the scale's grid, shaped like a
+    CIM loader batch: the step timings' fallback when the loader stage failed."""
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(seed)
+    s, grid = scale.img_size, scale.img_size // scale.patch_size
+    num_mask = int(scale.beit_mask.get('num_masking_patches', grid * grid // 3))
+    imgs = torch.randint(0, 256, (n, 3, s, s), generator=g, dtype=torch.uint8)
+    samples = []
+    for _ in range(n):
+        mask = torch.zeros(grid * grid, dtype=torch.bool)  # 1 = masked
+        mask[torch.randperm(grid * grid, generator=g)[:num_mask]] = True
+        ds = DataSample()
+        ds.set_mask(mask.view(grid, grid))
+        samples.append(ds)
+    return dict(inputs=imgs, data_samples=samples)

@@ -1,0 +1,64 @@
+"""mmengine 0.10 checkpoints under torch >= 2.6.
+
+torch >= 2.6 loads with ``weights_only=True`` by default, so mmengine 0.10.7's
+``load_checkpoint`` and ``Runner.resume`` fail on mmengine's own checkpoints
+(numpy objects and mmengine ``HistoryBuffer`` objects in ``meta`` /
+``message_hub``). The fix
+routes mmengine's local loading through :func:`cim_mm.utils.safe_load`
+(``weights_only=True`` and a short allow-list: safety stays on) and its saving
+through :func:`cim_mm.utils.atomic_torch_save` (a kill during a save keeps the
+previous checkpoint).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from mmengine.runner import checkpoint as mm_ckpt
+from mmengine.runner import runner as mm_runner
+
+from ..utils.safe_checkpoint import atomic_torch_save, safe_load
+from .versions import version_at_least
+
+_PATCHED = '_cim_mm_compat'
+
+
+def _make_atomic_save(original: Callable) -> Callable:
+
+    def save_checkpoint(checkpoint, filename, file_client_args=None,
+                        backend_args=None):
+        is_local = '://' not in str(filename)
+        if is_local and file_client_args is None and backend_args is None:
+            atomic_torch_save(checkpoint, str(filename))
+        else:
+            original(checkpoint, filename, file_client_args=file_client_args,
+                     backend_args=backend_args)
+
+    save_checkpoint.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(save_checkpoint, _PATCHED, True)
+    return save_checkpoint
+
+
+def needed() -> bool:
+    """torch >= 2.6 loads with ``weights_only=True`` by default, which mmengine
+    0.10's loader does not allow-list for its own checkpoints."""
+    return version_at_least(torch.__version__, '2.6')
+
+
+def applied() -> bool:
+    return getattr(mm_ckpt.save_checkpoint, _PATCHED, False)
+
+
+def apply() -> None:
+    """Route mmengine's local checkpoint loading through :func:`safe_load` and
+    its saving through :func:`atomic_torch_save`. Idempotent."""
+    if applied():
+        return
+
+    def load_from_local(filename: str, map_location: Any) -> Any:
+        return safe_load(filename, map_location=map_location)
+
+    mm_ckpt.CheckpointLoader.register_scheme(prefixes='', force=True)(load_from_local)
+    atomic = _make_atomic_save(mm_ckpt.save_checkpoint)
+    mm_ckpt.save_checkpoint = atomic
+    mm_runner.save_checkpoint = atomic

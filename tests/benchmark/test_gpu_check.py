@@ -1,0 +1,185 @@
+"""``tools/gpu_check.sh --dry-run``: every stage of the GPU acceptance check at
+toy size on the CPU (issue 11, item 4), run once for the module."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.gpu_check import results as R
+from benchmarks.gpu_check.check import STAGES
+from benchmarks.gpu_check.settings import METHODS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope='module')
+def dry_run(tmp_path_factory) -> tuple[dict, str, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp('gpu_check')
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')
+    proc = subprocess.run(['bash', str(ROOT / 'tools' / 'gpu_check.sh'), '--dry-run',
+                           '--out', str(out)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=240)
+    res = json.loads((out / 'results.json').read_text())
+    failed = {k: v.get('error') for k, v in res['stages'].items() if not v['ok']}
+    assert proc.returncode == 0, (failed, proc.stdout[-2000:], proc.stderr[-2000:])
+    return res, (out / 'results.md').read_text(), proc
+
+
+def test_every_stage_runs_and_every_figure_is_finite(dry_run):
+    res, _, _ = dry_run
+    assert res['dry_run'] is True and res['status'] == 'complete'
+    assert list(res['stages']) == list(STAGES)
+    assert all(st['ok'] for st in res['stages'].values()), res['stages']
+    assert R.missing_fields(res) == [] and res['missing_fields'] == []
+    for f in R.REQUIRED:  # the same check, spelled out
+        v = R.get(res, f)
+        assert isinstance(v, bool) or (isinstance(v, (int, float)) and math.isfinite(v)), f
+    assert res['wall_s'] < 180
+
+
+def test_figures_are_consistent(dry_run):
+    res, _, _ = dry_run
+    steps, sm = res['steps'], res['summary']
+    for m in METHODS:
+        x = steps[m]
+        assert x['batch_size'] == 4 and x['step_s'] > 0 and x['flops_per_step'] > 0
+        assert x['img_per_s'] == pytest.approx(4 / x['step_s'])
+        assert x['mfu'] == pytest.approx(x['flops_per_step'] / x['step_s'] / 1e12
+                                         / res['settings']['peak_tflops'])
+        assert all(math.isfinite(v) for v in x['losses'].values())
+    # CIM's step does BEiT's work plus the corruption path: more FLOPs per image
+    assert sm['flops_cim_respix_over_beit'] > 1
+    assert sm['cim_respix_over_beit'] == pytest.approx(
+        steps['cim-respix']['step_s'] / steps['beit']['step_s'])
+    assert res['loader']['img_per_s'] > 0 and res['loader']['batches'] >= 3
+    # the real recipe pipeline decoded the JPEGs
+    assert res['loader']['pipeline'][0] in ('SafeLoadImageFromFile', 'LoadImageFromFile')
+    assert 'RandomResizedCrop' in res['loader']['pipeline']
+    assert res['assets']['jpegs']['num'] == 16
+    # the DALL-E files were official-format pickles, read by the safe loader
+    assert res['assets']['dalle']['encoder_mb'] > 0
+    # decode: an fp32 tokenizer is not reached by the outer bf16 autocast; a
+    # bf16 one is, and differs a little
+    dc = res['decode']
+    assert dc['fp32_under_autocast_max_diff'] == 0
+    assert 0 < dc['max_abs_diff_bf16_fp32'] < 0.1
+    assert dc['dtypes'] == dict(bf16='torch.float32', fp32_outer='torch.float32')
+    # kill-and-resume through tools/train.py (fp32 on CPU): same losses
+    rs = res['amp_resume']
+    assert rs['equal'] is True and rs['iters'] == 2 * rs['killed_after']
+    assert rs['resumed_losses'] == rs['uninterrupted_losses']
+
+
+def test_markdown_names_the_device_and_says_dry_run(dry_run):
+    res, md, proc = dry_run
+    assert res['device']['name'] in md and res['device']['torch'] in md
+    assert '**dry run**' in md and res['date'] in md
+    for label in ('CIM-ResPix', 'CIM-RevDet', 'BEiT v1', 'MAE'):
+        assert f'| {label} | 4 |' in md
+    assert 'complete' in proc.stdout.splitlines()[-1]
+
+
+def test_results_of_a_failed_stage_are_named():
+    res = dict(settings=dict(target_ratio=1.5, target_mfu=0.4), steps={}, loader={})
+    sm = R.summarise(res)
+    assert sm['cim_respix_over_beit'] is None and all(v is None for v in sm['targets'].values())
+    res['summary'] = sm
+    assert 'steps.cim-respix.step_s' in R.missing_fields(res)
+
+
+def test_out_of_memory_halves_the_batch(monkeypatch):
+    import torch
+
+    from benchmarks.gpu_check import steps
+    from benchmarks.gpu_check.context import CheckContext
+    from benchmarks.gpu_check.settings import toy_settings
+    tried = []
+
+    def fake_time_at(ctx, method, bs, *args):
+        tried.append(bs)
+        if bs > 2:
+            raise torch.cuda.OutOfMemoryError('CUDA out of memory')
+        return dict(step_s=1.)
+
+    monkeypatch.setattr(steps, '_time_at', fake_time_at)
+    s = toy_settings(batch_size=8)
+    ctx = CheckContext(settings=s, device=torch.device('cpu'), tmp='', log=lambda m: None,
+                       batch_size=8)
+    out = steps.time_method(ctx, 'mae')
+    assert tried == [8, 4, 2] and out['batch_size'] == ctx.batch_size == 2
+    assert 'halved from 8 to 2' in out['note']
+    ctx.batch_size = 8
+    s.min_batch = 4  # 2 is below the floor: the error is raised
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        steps.time_method(ctx, 'mae')
+
+
+def test_a_stage_past_its_limit_is_recorded_and_the_run_goes_on():
+    import time
+
+    import torch
+
+    from benchmarks.gpu_check.check import _run_stage
+    from benchmarks.gpu_check.context import CheckContext
+    from benchmarks.gpu_check.settings import toy_settings
+    ctx = CheckContext(settings=toy_settings(), device=torch.device('cpu'), tmp='',
+                       log=lambda m: None)
+    res: dict = dict(steps={})
+    slow, ok = dict(ok=False), dict(ok=False)
+    t0 = time.perf_counter()
+    _run_stage('decode', lambda: time.sleep(5), 0.3, slow, res, ctx, lambda m: None)
+    assert time.perf_counter() - t0 < 2
+    assert not slow['ok'] and slow['error'].startswith('StageTimeout')
+    _run_stage('matmul', lambda: dict(tflops=1.), 5, ok, res, ctx, lambda m: None)
+    assert ok['ok'] and res['matmul'] == dict(tflops=1.)
+
+
+def test_synthetic_batch_trains_when_the_loader_fails(tmp_path):
+    """The steps' fallback batch has the loader batch's form: a CIM step runs on it."""
+    import torch
+
+    from benchmarks.gpu_check.assets import write_official_dalle
+    from benchmarks.gpu_check.context import CheckContext
+    from benchmarks.gpu_check.models import build_gpu_scale, synthetic_batch
+    from benchmarks.gpu_check.settings import TOY_DALLE, toy_settings
+    from benchmarks.gpu_check.steps import time_method
+    write_official_dalle(str(tmp_path), TOY_DALLE)
+    scale = build_gpu_scale(str(tmp_path), 2, toy=True)
+    batch = synthetic_batch(scale, 2)
+    assert batch['inputs'].shape == (2, 3, 64, 64) and batch['inputs'].dtype == torch.uint8
+    assert int(batch['data_samples'][0].mask.sum()) == scale.beit_mask['num_masking_patches']
+    s = toy_settings(batch_size=2)
+    s.timed_steps = 1
+    ctx = CheckContext(settings=s, device=torch.device('cpu'), tmp=str(tmp_path),
+                       log=lambda m: None, scale=scale, batch=batch, batch_size=2)
+    out = time_method(ctx, 'cim-respix', count=False)
+    assert out['step_s'] > 0 and set(out['losses']) >= {'loss_gen', 'loss_enh'}
+
+
+def test_pack_deps_for_a_bare_gpu_machine(tmp_path):
+    """``--pack-deps``: Python files only, the stand-ins import and answer."""
+    import importlib.util
+
+    from benchmarks.gpu_check.deps import DISTRIBUTIONS, pack
+    got = pack(str(tmp_path))
+    assert set(got) == set(DISTRIBUTIONS) and got['mmengine'] and got['DALL-E'] == '0.1'
+    files = [p for p in (tmp_path / 'site').rglob('*') if p.is_file()]
+    assert not [p for p in files if p.suffix in ('.so', '.pyc')]
+    site = tmp_path / 'site'
+    for pkg in ('mmengine', 'mmcv', 'mmpretrain', 'dall_e'):
+        assert (site / pkg / '__init__.py').is_file()
+    assert (site / 'mmpretrain' / '.mim' / 'configs' / '_base_' / 'default_runtime.py').is_file()
+    shim_file = tmp_path / 'compat' / 'pkg_resources' / 'pkg_resources' / '__init__.py'
+    spec = importlib.util.spec_from_file_location('pkg_resources_shim', shim_file)
+    shim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shim)
+    assert shim.get_distribution('mmengine').version == got['mmengine']
+    with pytest.raises(shim.DistributionNotFound):
+        shim.get_distribution('no-such-distribution')
+    assert (tmp_path / 'compat' / 'distutils' / 'distutils' / 'errors.py').is_file()

@@ -1,0 +1,127 @@
+"""Shared test helpers: a toy tokenizer, tiny CIM configs, data batches, fake data.
+
+Importing this module registers :class:`ToyTokenizer` in mmpretrain's ``MODELS``.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from mmpretrain.registry import MODELS
+
+import cim_mm  # noqa: F401  (registers the CIM modules)
+from cim_mm.models.tokenizers.base import BaseTokenizer, unmap_pixels
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@MODELS.register_module(force=True)
+class ToyTokenizer(BaseTokenizer):
+    """A parameter-free tokenizer for tests.
+
+    encode: the mean intensity of each ``s x s`` block (all channels), in
+    ``vocab_size`` levels; decode: a constant gray block per id.
+    """
+
+    def __init__(self, vocab_size: int = 16, downsample: int = 2) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.downsample = downsample
+        self.register_buffer('dummy', torch.zeros(1))
+
+    def encode(self, img: torch.Tensor) -> torch.Tensor:
+        x = unmap_pixels(img).mean(1, keepdim=True)  # [B, 1, H, W]
+        x = F.avg_pool2d(x, self.downsample)[:, 0]  # [B, h, w]
+        return (x * self.vocab_size).long().clamp_(0, self.vocab_size - 1)
+
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        v = (ids.float() + 0.5) / self.vocab_size  # [B, h, w]
+        v = v[:, None].expand(-1, 3, -1, -1)
+        return F.interpolate(v, scale_factor=self.downsample, mode='nearest')
+
+
+def tiny_vit_cim_cfg(head: str = 'respix', img_size: int = 16, patch: int = 4,
+                     tok_down: int = 2, vocab: int = 16) -> dict:
+    """A CIM model config: 16 px images, 4x4 grid, toy tokenizer at 8 px."""
+    grid = img_size // patch
+    tok_size = grid * tok_down
+    head_cfg = (dict(type='ResPixHead', in_channels=32, patch_size=patch)
+                if head == 'respix' else dict(type='RevDetHead', in_channels=32))
+    return dict(
+        type='CIM',
+        data_preprocessor=dict(type='CIMDataPreprocessor', mean=[127.5] * 3,
+                               std=[127.5] * 3, tokenizer_img_size=tok_size),
+        backbone=dict(type='VisionTransformer',
+                      arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                                feedforward_channels=64),
+                      img_size=img_size, patch_size=patch, out_type='featmap',
+                      final_norm=True),
+        head=head_cfg,
+        tokenizer=dict(type='ToyTokenizer', vocab_size=vocab, downsample=tok_down),
+        generator=dict(type='BEiTGenerator', vocab_size=vocab,
+                       backbone=dict(arch=dict(embed_dims=16, num_layers=1,
+                                               num_heads=2, feedforward_channels=32),
+                                     img_size=tok_size, patch_size=tok_down)),
+    )
+
+
+def make_batch(batch_size: int = 4, img_size: int = 16, grid: int = 4,
+               mask_ratio: float = 0.5, seed: int = 0, smooth: bool = False) -> dict:
+    """A data batch as the dataloader gives it (uint8 images + masks).
+
+    ``smooth=True`` makes piecewise-constant images (2x2 random blocks), where a
+    replaced token stands out from its neighbours.
+    """
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(seed)
+    if smooth:
+        low = torch.randint(0, 256, (batch_size, 3, 2, 2), generator=g).float()
+        imgs = F.interpolate(low, size=(img_size, img_size), mode='nearest').to(torch.uint8)
+    else:
+        imgs = torch.randint(0, 256, (batch_size, 3, img_size, img_size), generator=g,
+                             dtype=torch.uint8)
+    samples = []
+    for _ in range(batch_size):
+        mask = (torch.rand(grid, grid, generator=g) < mask_ratio)
+        ds = DataSample()
+        ds.set_mask(mask)
+        samples.append(ds)
+    return dict(inputs=imgs, data_samples=samples)
+
+
+def write_fashion_mnist(folder: str, n_train: int = 300, n_test: int = 150,
+                        seed: int = 0) -> str:
+    """Tiny fake Fashion-MNIST in its idx layout (the extracted files
+    ``tools/prepare_fashion_mnist.sh`` leaves): 28x28 uint8 images whose mean
+    brightness depends on the label, 10 classes. Returns ``folder``."""
+    import struct
+
+    import numpy as np
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, n in (('train', n_train), ('t10k', n_test)):
+        labels = rng.integers(0, 10, n, dtype=np.uint8)  # [N]
+        noise = rng.integers(0, 80, (n, 28, 28))  # [N, 28, 28]
+        imgs = (noise + 17 * labels[:, None, None]).astype(np.uint8)
+        with open(os.path.join(folder, f'{prefix}-images-idx3-ubyte'), 'wb') as f:
+            f.write(struct.pack('>IIII', 2051, n, 28, 28) + imgs.tobytes())
+        with open(os.path.join(folder, f'{prefix}-labels-idx1-ubyte'), 'wb') as f:
+            f.write(struct.pack('>II', 2049, n) + labels.tobytes())
+    return folder
+
+
+def benchmark_opts(work_dir, **kw) -> dict:
+    """The options ``tools/benchmark.py`` makes from its command line, for a
+    quick in-process run in ``work_dir`` (random tokenizer, no evaluation,
+    1 s budget); ``kw``: more ``--flag value`` pairs (``methods='mae'``)."""
+    import sys
+    tools = os.path.join(REPO_ROOT, 'tools')
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    from benchmark import options, parse_args
+    argv = ['--work-dir', str(work_dir), '--in-process', '--tokenizer', 'random',
+            '--eval', 'none', '--budget-s', '1']
+    for k, v in kw.items():
+        argv += [f'--{k.replace("_", "-")}', str(v)]
+    return options(parse_args(argv), argv)
