@@ -34,6 +34,8 @@ from typing import Callable, Optional
 
 import torch
 
+from cim_mm.engine.optim_wrappers.amp_fallback import amp_to_plain
+
 from .cost import CIMStepProfiler, MemoryMeter, synchronizer
 from .cpu_share import OtherCPUMeter
 
@@ -86,12 +88,7 @@ def lr_factor(progress: float, warmup_frac: float, min_ratio: float) -> float:
 def build_optim_wrapper(model, cfg: dict, device: torch.device):
     from mmengine.optim import build_optim_wrapper as _build
     cfg = dict(cfg)
-    amp_to_plain = {'AmpOptimWrapper': 'OptimWrapper',
-                    'PerModuleClipAmpOptimWrapper': 'PerModuleClipOptimWrapper'}
-    if torch.device(device).type != 'cuda' and cfg.get('type') in amp_to_plain:
-        cfg['type'] = amp_to_plain[cfg['type']]
-        for k in ('dtype', 'loss_scale'):
-            cfg.pop(k, None)
+    amp_to_plain(cfg, accelerator=torch.device(device).type == 'cuda')
     return _build(model, cfg)
 
 

@@ -24,11 +24,11 @@ from mmengine.runner import Runner  # noqa: E402
 
 import cim_mm  # noqa: E402,F401  (registers the CIM modules)
 from cim_mm.compat import apply_all  # noqa: E402
-
-apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp2d
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
 from cim_mm.utils.safe_checkpoint import safe_load  # noqa: E402
+
+apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp2d
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -19,12 +19,13 @@ from mmengine.runner import Runner  # noqa: E402
 
 import cim_mm  # noqa: E402,F401  (registers the CIM modules)
 from cim_mm.compat import apply_all  # noqa: E402
-
-apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp2d
+from cim_mm.engine.optim_wrappers.amp_fallback import amp_to_plain  # noqa: E402
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.config_check import check_config  # noqa: E402
 from cim_mm.utils.cpu_threads import set_cpu_threads  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
+
+apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp2d
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -106,33 +107,12 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
 
 def amp_to_fp32_without_accelerator(cfg: Config) -> None:
-    """An AMP optimizer wrapper (``AmpOptimWrapper`` or a subclass: recipes,
-    ``--amp``) needs CUDA / NPU / MLU / MUSA. Without one, train in float32 with
-    its plain counterpart (``OptimWrapper``; ``XAmpOptimWrapper`` ->
-    ``XOptimWrapper`` where registered), drop the AMP-only keys, and say so in
-    one line."""
-    from mmengine.device import (is_cuda_available, is_mlu_available,
-                                 is_musa_available, is_npu_available)
-    from mmengine.optim import AmpOptimWrapper
-    from mmpretrain.registry import OPTIM_WRAPPERS
-    wrapper = cfg.get('optim_wrapper', None)
-    if not isinstance(wrapper, dict) or any(
-            f() for f in (is_cuda_available, is_npu_available, is_mlu_available,
-                          is_musa_available)):
-        return
-    typ = wrapper.get('type', 'OptimWrapper')
-    cls = typ if isinstance(typ, type) else OPTIM_WRAPPERS.get(typ)
-    if cls is None or not issubclass(cls, AmpOptimWrapper):
-        return
-    plain = cls.__name__.replace('AmpOptimWrapper', 'OptimWrapper')
-    plain_cls = OPTIM_WRAPPERS.get(plain)
-    if plain_cls is None or issubclass(plain_cls, AmpOptimWrapper):
-        plain = 'OptimWrapper'
-    wrapper.type = plain
-    for key in ('loss_scale', 'dtype', 'use_fsdp'):
-        wrapper.pop(key, None)
-    print(f'train.py: warning: no CUDA device: {cls.__name__} replaced by {plain}, '
-          'training in float32', file=sys.stderr)
+    """Without CUDA / NPU / MLU / MUSA, an AMP optimizer wrapper (recipes,
+    ``--amp``) becomes its plain counterpart: float32, said in one line."""
+    changed = amp_to_plain(cfg.get('optim_wrapper', None))
+    if changed:
+        print(f'train.py: warning: no CUDA device: {changed.replace(" -> ", " replaced by ")}, '
+              'training in float32', file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,12 +32,12 @@ from mmengine.runner import Runner  # noqa: E402
 
 import cim_mm  # noqa: E402,F401  (registers the CIM modules)
 from cim_mm.compat import apply_all  # noqa: E402
-
-apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp2d
 from cim_mm.models.tokenizers.vq_tokenizer import evaluate_psnr  # noqa: E402
 from cim_mm.utils import atomic_torch_save  # noqa: E402
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
+
+apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp2d
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from cim_mm.engine.optim_wrappers.amp_fallback import amp_to_plain
+
 from .settings import TOY_DALLE, TOY_GENERATOR, TOY_VIT
 
 RECIPE = 'configs/cim/cim-respix_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'
@@ -85,10 +87,7 @@ def build_optim_wrapper(model, scale, device: torch.device):
     from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper as _build
     cfg = copy.deepcopy(scale.optim_wrapper)
-    if torch.device(device).type != 'cuda' and cfg.get('type') == 'AmpOptimWrapper':
-        cfg['type'] = 'OptimWrapper'
-        for k in ('dtype', 'loss_scale'):
-            cfg.pop(k, None)
+    amp_to_plain(cfg, accelerator=torch.device(device).type == 'cuda')
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel(logging.ERROR)  # a warning per frozen tokenizer parameter

@@ -464,7 +464,10 @@ def test_unknown_method_is_one_line_error(tmp_path, capsys):
 def test_smoke_run_cpu_small(tmp_path, fake_fashion_mnist):
     """The issue's smoke command, in-process and with a random tokenizer."""
     from benchmark import main
-    rc = main(['--scale', 'cpu-small', '--methods', 'cim-respix,mae', '--budget-s', '3',
+    # the flow, not the CPU-share guard (tests/benchmark/test_benchmark_cpu_share.py):
+    # a loaded machine must not fail it
+    rc = main(['--min-cpu-share', '0', '--scale', 'cpu-small', '--methods', 'cim-respix,mae',
+               '--budget-s', '3',
                '--eval-subset', 'small', '--work-dir', str(tmp_path), '--in-process',
                '--tokenizer', 'random', '--data-root', fake_fashion_mnist])
     assert rc == 0
@@ -485,7 +488,8 @@ def test_smoke_run_cpu_small(tmp_path, fake_fashion_mnist):
 def test_smoke_run_resnet_track_seeds_process_clock(tmp_path, fake_fashion_mnist):
     """--track resnet with 2 seeds on the process clock, in-process."""
     from benchmark import main
-    rc = main(['--track', 'resnet', '--methods', 'mec,random', '--budget-s', '0.5',
+    rc = main(['--min-cpu-share', '0', '--track', 'resnet', '--methods', 'mec,random',
+               '--budget-s', '0.5',
                '--seeds', '2', '--clock', 'process', '--eval-subset', 'small', '--eval', 'knn',
                '--work-dir', str(tmp_path), '--in-process', '--data-root',
                fake_fashion_mnist])
@@ -503,7 +507,8 @@ def test_smoke_run_resnet_track_seeds_process_clock(tmp_path, fake_fashion_mnist
 @pytest.mark.skipif(not E2E, reason='slow end-to-end run: set CIM_BENCH_E2E=1')
 def test_end_to_end_all_methods_subprocess(tmp_path, fake_fashion_mnist):
     from benchmark import main
-    rc = main(['--scale', 'cpu-small', '--budget-s', '5', '--eval-subset', 'small',
+    rc = main(['--min-cpu-share', '0', '--scale', 'cpu-small', '--budget-s', '5',
+               '--eval-subset', 'small',
                '--work-dir', str(tmp_path), '--tokenizer', 'random', '--flops',
                '--data-root', fake_fashion_mnist])
     assert rc == 0

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_vit_cim_cfg
+from helpers import BROKEN, GOOD, tiny_pipeline, tiny_train_cfg, write_images
 from mmengine.config import Config
 from mmengine.dataset import DefaultSampler, default_collate
 from mmengine.logging import MMLogger
@@ -32,76 +32,6 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 CIM_DIR = osp.join(ROOT, 'configs', 'cim')
 IN1K = sorted(glob.glob(osp.join(CIM_DIR, 'cim-*_in1k.py')))
-
-#: the images of ``write_images`` (relative paths) and its one undecodable file
-GOOD = ['a/b/deep.webp', 'a/flat.PNG', 'img0.png', 'img1.webp', 'img2.png', 'img3.Jpg',
-        'x/img4.png', 'x/y/img5.webp']
-BROKEN = 'a/broken.jpg'
-
-
-def write_images(root: str, good=GOOD, broken=(BROKEN, )) -> str:
-    """Small RGB images (PNG, WebP, JPEG; nested; upper-case endings), files
-    that are not images by name, and undecodable ``.jpg`` files."""
-    rng = np.random.default_rng(0)
-    for rel in good:
-        path = osp.join(root, rel)
-        os.makedirs(osp.dirname(path), exist_ok=True)
-        fmt = {'.png': 'PNG', '.webp': 'WEBP', '.jpg': 'JPEG'}[osp.splitext(rel)[1].lower()]
-        img = (rng.random((20, 24, 3)) * 255).astype(np.uint8)  # [H, W, 3]
-        Image.fromarray(img).save(path, format=fmt)
-    for rel in broken:
-        os.makedirs(osp.dirname(osp.join(root, rel)), exist_ok=True)
-        with open(osp.join(root, rel), 'wb') as f:
-            f.write(b'\xff\xd8\xff this is not a JPEG')
-    with open(osp.join(root, 'notes.txt'), 'w') as f:
-        f.write('not an image')
-    os.makedirs(osp.join(root, '.cache'), exist_ok=True)
-    for hidden in ('._img0.png', osp.join('.cache', 'thumb.png')):  # e.g. macOS copies
-        with open(osp.join(root, hidden), 'wb') as f:
-            f.write(b'junk')
-    return root
-
-
-def tiny_pipeline(grid: int = 4, img_size: int = 16) -> list[dict]:
-    """The recipes' self-supervised pipeline at toy size."""
-    return [dict(type='SafeLoadImageFromFile', on_error='skip'),
-            dict(type='GrayToRGB'),
-            dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.5, 1.0),
-                 backend='pillow'),
-            dict(type='BEiTMaskGenerator', input_size=(grid, grid), num_masking_patches=6,
-                 max_num_patches=None, min_num_patches=2),
-            dict(type='PackInputs')]
-
-
-def tiny_train_cfg(data_root: str, work_dir: str, **overrides) -> str:
-    """A tiny CIM pre-training config file (ViT 16 px, toy tokenizer, the folder
-    dataset, 2 images per batch, 2 epochs); returns its path."""
-    cfg = dict(
-        custom_imports=dict(imports=['cim_mm'], allow_failed_imports=False),
-        default_scope='mmpretrain',
-        model=tiny_vit_cim_cfg(),
-        train_dataloader=dict(
-            batch_size=2, num_workers=1, persistent_workers=False,  # fresh workers each epoch
-            sampler=dict(type='DefaultSampler', shuffle=True),
-            collate_fn=dict(type='default_collate'),
-            dataset=dict(type='UnlabeledImageFolder', data_root=data_root,
-                         pipeline=tiny_pipeline())),
-        optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3)),
-        train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=2),
-        default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
-                           checkpoint=dict(type='CheckpointHook', interval=1)),
-        custom_hooks=[dict(type='SkippedImagesHook')],
-        env_cfg=dict(mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-                     dist_cfg=dict(backend='gloo')),
-        randomness=dict(seed=0),
-        work_dir=work_dir,
-    )
-    cfg.update(overrides)
-    path = osp.join(work_dir + '_cfg.py')
-    with open(path, 'w') as f:
-        f.write(''.join(f'{k} = {v!r}\n' for k, v in cfg.items()))
-    return path
-
 
 @contextlib.contextmanager
 def logged_to(path: str):

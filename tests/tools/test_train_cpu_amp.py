@@ -1,4 +1,4 @@
-"""No GPU, still runs (issue #11): tools/train.py trains a config whose
+"""No GPU, still runs: tools/train.py trains a config whose
 ``optim_wrapper`` is ``AmpOptimWrapper`` (or ``--amp``) in float32 on a machine
 without CUDA, with one warning line."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
-from test_image_folder import tiny_train_cfg, write_images
+from helpers import tiny_train_cfg, write_images
 
 import cim_mm  # noqa: F401
 from cim_mm.utils import safe_load
@@ -59,9 +59,10 @@ def test_plain_config_without_cuda_has_no_warning(tmp_path, capsys):
 
 def test_amp_kept_where_cuda_is(monkeypatch):
     """With CUDA, the AMP wrapper and its keys stay as written."""
-    import mmengine.device
     import train
-    monkeypatch.setattr(mmengine.device, 'is_cuda_available', lambda: True)
+
+    from cim_mm.engine.optim_wrappers import amp_fallback
+    monkeypatch.setattr(amp_fallback, 'is_cuda_available', lambda: True)
     cfg = Config(dict(optim_wrapper=dict(AMP)))
     train.amp_to_fp32_without_accelerator(cfg)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
