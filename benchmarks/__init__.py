@@ -1,19 +1,27 @@
 """CIM against the other MIM methods, side by side (``tools/benchmark.py``).
 
+Outside the ``cim_mm`` package: it runs the repository's own tools and configs.
 One concept per module:
 
-* :mod:`.scales`    -- the shared backbone / data / recipe (``cpu-small``, ``gpu``);
-* :mod:`.specs`     -- the methods (CIM-ResPix/RevDet, MAE, SimMIM, BEiT v1,
-  MaskFeat, SimCLR, DenseCL, random init) as mmpretrain model configs;
-* :mod:`.adapters`  -- the three small adapters the peers need on this ViT;
-* :mod:`.data`      -- Fashion-MNIST loader and eval arrays;
-* :mod:`.pretrain`  -- the wall-clock-budgeted pre-training loop;
-* :mod:`.cost`      -- peak memory, timers, the CIM step breakdown;
-* :mod:`.flops`     -- FLOP counts (DALL-E encoder/decoder, ViT-B, CIM/BEiT);
-* :mod:`.evaluate`  -- k-NN, linear probe, short fine-tune;
-* :mod:`.report`    -- results.md / .json / .csv and the PNG plots;
-* :mod:`.worker`    -- one method end to end (own process);
-* :mod:`.runner`    -- all methods: resume, progress / ETA, failures.
-
-Importing this package is light; the heavy modules import mmpretrain lazily.
+* :mod:`.paths`       -- the repository root;
+* :mod:`.scales`      -- the shared backbone / data / recipe (``cpu-small``, ``gpu``);
+* :mod:`.spec_parts`  -- what a method is made of (``MethodSpec``, shared pipeline pieces);
+* :mod:`.specs_vit`, :mod:`.specs_resnet` -- the methods of the ViT and ResNet tracks
+  as mmpretrain model configs; :mod:`.ablations` -- the CIM ablations;
+  :mod:`.specs` -- all of them by name;
+* :mod:`.models`      -- models only the benchmark needs (peers' adapters, MEC, CIMAblation);
+* :mod:`.recipe`      -- the recipe digest that decides what a resume reruns;
+* :mod:`.data`        -- Fashion-MNIST loader and eval arrays;
+* :mod:`.pretrain`    -- the budgeted pre-training loop; :mod:`.cpu_share` its guard;
+* :mod:`.cost`        -- peak memory, timers, the CIM step breakdown;
+* :mod:`.flops`       -- FLOP counts (DALL-E encoder/decoder, ViT-B, CIM/BEiT);
+* :mod:`.evaluate`    -- k-NN, linear probe, short fine-tune;
+* :mod:`.report`      -- results.md / .json / .csv and the PNG plots;
+* :mod:`.worker`      -- one method end to end (own process);
+* :mod:`.runner`      -- all methods: resume, progress / ETA, failures;
+* :mod:`.gpu_check`   -- the GPU check (``tools/gpu_check.sh``).
 """
+import warnings
+
+# mmengine imports setuptools' pkg_resources, which warns on every import
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)

@@ -187,7 +187,6 @@ def ensure_tokenizer(choice: str, log: Callable[[str], None] = say) -> Optional[
 def _env() -> dict:
     env = dict(os.environ)
     env['PYTHONPATH'] = REPO_ROOT + os.pathsep + env.get('PYTHONPATH', '')
-    env.setdefault('PYTHONWARNINGS', 'ignore')
     return env
 
 

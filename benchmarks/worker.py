@@ -52,7 +52,9 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
 
     import cim_mm  # noqa: F401  (registers CIM modules)
     from cim_mm.compat import apply_all
+    from cim_mm.utils.warning_filters import filter_third_party_warnings
     apply_all()
+    filter_third_party_warnings()
     from cim_mm.utils import atomic_torch_save
     from . import models  # noqa: F401  (registers the adapters, MEC, the CIM ablation variant)
     from .data import EvalImages, build_pretrain_loader, load_split, subset_indices

@@ -6,10 +6,17 @@ import os
 import pytest
 
 from cim_mm.compat import apply_all
+from cim_mm.utils.warning_filters import THIRD_PARTY_WARNINGS
 from helpers import make_batch, write_fashion_mnist
 
 # the suite runs with the fixes for the pinned stack, as the project's tools do
 apply_all()
+
+
+def pytest_configure(config) -> None:
+    """The third-party deprecations our tools filter are filtered in tests too."""
+    for message, category in THIRD_PARTY_WARNINGS:
+        config.addinivalue_line('filterwarnings', f'ignore:{message}:{category.__name__}')
 
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 

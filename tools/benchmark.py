@@ -39,9 +39,11 @@ import os
 import os.path as osp
 import shlex
 import sys
+import warnings
 import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # mmengine's import
 
 from benchmarks.scales import EVAL_SUBSETS, SCALES, TRACKS  # noqa: E402
 from benchmarks.specs import METHODS  # noqa: E402

@@ -14,9 +14,11 @@ import os
 import os.path as osp
 import signal
 import sys
+import warnings
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # mmengine's import
 # pure-Python packages packed by `tools/gpu_check.sh --pack-deps` for a bare GPU machine
 DEPS = os.environ.get('CIM_GPU_DEPS') or osp.join(ROOT, 'work_dirs', 'gpu_deps')
 

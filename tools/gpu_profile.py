@@ -28,10 +28,12 @@ import os
 import os.path as osp
 import re
 import sys
+import warnings
 import tempfile
 import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # mmengine's import
 import gpu_check  # noqa: E402,F401  (puts the packed OpenMMLab stack on the path)
 
 import torch  # noqa: E402

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 1: set everything up and run the main job on an embedded default:
-# CIM-ResPix pre-training on real Fashion-MNIST, on CPU, in a few minutes.
+# CIM-ResPix pre-training on real Fashion-MNIST, on CPU (about 8-10 minutes on 2 cores).
 #
 #   bash tools/run_demo.sh [CIM_CONFIG] [extra tools/train.py args...]
 #
@@ -18,7 +18,6 @@ WORK_DIR="work_dirs/$NAME"
 TOK_CONFIG=configs/tokenizers/vqtokenizer_d4-v512_fashion-mnist-32px.py
 TOK_DIR=work_dirs/vqtokenizer_d4-v512_fashion-mnist-32px
 PY="$ROOT/.venv/bin/python"
-export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
 
 start=$(date +%s)
 bash tools/setup_env.sh

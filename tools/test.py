@@ -14,8 +14,10 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # mmengine's import
 
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
@@ -24,11 +26,13 @@ from mmengine.runner import Runner  # noqa: E402
 
 import cim_mm  # noqa: E402,F401  (registers the CIM modules)
 from cim_mm.compat import apply_all  # noqa: E402
+from cim_mm.utils.warning_filters import filter_third_party_warnings  # noqa: E402
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
 from cim_mm.utils.safe_checkpoint import safe_load  # noqa: E402
 
 apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp2d
+filter_third_party_warnings()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -9,9 +9,11 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 from copy import deepcopy
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # mmengine's import
 
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
@@ -19,6 +21,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 import cim_mm  # noqa: E402,F401  (registers the CIM modules)
 from cim_mm.compat import apply_all  # noqa: E402
+from cim_mm.utils.warning_filters import filter_third_party_warnings  # noqa: E402
 from cim_mm.engine.optim_wrappers.amp_fallback import amp_to_plain  # noqa: E402
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.config_check import check_config  # noqa: E402
@@ -26,6 +29,7 @@ from cim_mm.utils.cpu_threads import set_cpu_threads  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
 
 apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp2d
+filter_third_party_warnings()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -21,10 +21,12 @@ import json
 import os
 import os.path as osp
 import sys
+import warnings
 import tempfile
 import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # mmengine's import
 
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
@@ -32,12 +34,14 @@ from mmengine.runner import Runner  # noqa: E402
 
 import cim_mm  # noqa: E402,F401  (registers the CIM modules)
 from cim_mm.compat import apply_all  # noqa: E402
+from cim_mm.utils.warning_filters import filter_third_party_warnings  # noqa: E402
 from cim_mm.models.tokenizers.vq_tokenizer import evaluate_psnr  # noqa: E402
 from cim_mm.utils import atomic_torch_save  # noqa: E402
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
 
 apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp2d
+filter_third_party_warnings()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

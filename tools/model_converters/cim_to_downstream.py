@@ -32,8 +32,10 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # mmengine's import
 
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 

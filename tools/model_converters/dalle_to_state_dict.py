@@ -20,10 +20,12 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import sys
+import warnings
 
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # mmengine's import
 
 from cim_mm.models.tokenizers.dalle import load_dalle_state_dict  # noqa: E402
 from cim_mm.utils import atomic_torch_save  # noqa: E402

@@ -15,8 +15,10 @@ import argparse
 import os.path as osp
 import random
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # mmengine's import
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
