@@ -155,6 +155,13 @@ def convert_vit(src: dict, template: dict, family: str,
             val, how = torch.zeros_like(tv), 'patch embedding bias = 0'
         elif c in NEW_BY_DESIGN or c.startswith('head.'):
             why = NEW_BY_DESIGN.get(c, 'classifier head')
+            if c.startswith('pool_norm.'):
+                # written at LayerNorm's initial values (weight 1, bias 0): the norm
+                # starts fresh as designed, and the target's loader sees every
+                # backbone key (no "missing keys" warning after a clean report)
+                out[tk] = (torch.ones_like(tv) if c.endswith('weight')
+                           else torch.zeros_like(tv))
+                why += ", written at LayerNorm's initial 1 / 0"
             report.new_by_design.append((tk, why))
             continue
         if val is None:
