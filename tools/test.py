@@ -3,6 +3,9 @@
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
         [--cfg-options k=v ...] [--launcher pytorch|slurm|mpi] [--allow-mismatch]
 
+CHECKPOINT is the one the config was trained to: for a CIM backbone, the
+checkpoint its fine-tune run wrote (work_dirs/<fine-tune config>/iter_*.pth).
+
 Unlike mmengine's default (a non-strict load that only warns), a checkpoint whose
 keys do not match the config's model stops here with one line naming what is
 missing / unexpected, so a wrong checkpoint is never evaluated as if it were
@@ -11,6 +14,7 @@ right. Checkpoints load with ``weights_only=True`` and cim_mm's allow-list.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import os.path as osp
 import sys
@@ -20,23 +24,26 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # mmengine's import
 
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.model import is_model_wrapper  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.registry import MODELS, RUNNERS, init_default_scope  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import cim_mm  # noqa: E402,F401  (registers the CIM modules)
 from cim_mm.compat import apply_all  # noqa: E402
-from cim_mm.utils.warning_filters import filter_third_party_warnings  # noqa: E402
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
 from cim_mm.utils.safe_checkpoint import safe_load  # noqa: E402
+from cim_mm.utils.warning_filters import filter_third_party_warnings  # noqa: E402
 
 apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp2d
 filter_third_party_warnings()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Evaluate a checkpoint')
+    parser = argparse.ArgumentParser(
+        description='Evaluate a checkpoint with a config (mmpretrain / mmseg).',
+        epilog='example: python tools/test.py configs/cim/benchmarks/'
+               'vit-tiny-p4_cim-pre_1xb64-ft-1000it_fashion-mnist-32px.py '
+               'work_dirs/vit-tiny-p4_cim-pre_1xb64-ft-1000it_fashion-mnist-32px/iter_1000.pth')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs and results')
@@ -48,7 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='override config settings, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help='set by torch.distributed.launch (use --launcher pytorch)')
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -69,6 +77,41 @@ def key_mismatch(model_keys: set[str], ckpt_keys: set[str]) -> str | None:
     return '; '.join(parts)
 
 
+def mismatch_hint(ckpt: dict) -> str:
+    """What to do with a checkpoint that does not fit the test config's model."""
+    meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
+    state = ckpt.get('state_dict', ckpt)
+    if 'cim_mm_conversion' in meta:
+        return ('it is a converted backbone (cim_to_downstream.py), the starting point of '
+                'a fine-tune: train the fine-tune config with it (tools/train.py), then test '
+                'the checkpoint that run writes in its work dir (work_dirs/<fine-tune config '
+                'name>/iter_*.pth)')
+    if any(k.startswith(('generator.', 'module.generator.')) for k in state):
+        return ('it is a CIM pre-training checkpoint: convert it with '
+                'tools/model_converters/cim_to_downstream.py, fine-tune with the converted '
+                'file (tools/train.py), then test the checkpoint the fine-tune writes in its '
+                'work dir (work_dirs/<fine-tune config name>/iter_*.pth)')
+    return 'pass the checkpoint this config was trained to, or --allow-mismatch'
+
+
+def check_keys(cfg: Config, checkpoint: str, config_path: str) -> None:
+    """Refuse, in one line and before the Runner starts, a checkpoint whose keys do
+    not fit the config's model (built alone, on the CPU, without logging)."""
+    ckpt = safe_load(checkpoint)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise UserError(f'{checkpoint} holds no state dict')
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    model_cfg = copy.deepcopy(cfg.model)
+    model = MODELS.build(model_cfg)
+    problem = key_mismatch(set(model.state_dict()),
+                           {k[len('module.'):] if k.startswith('module.') else k
+                            for k in state})
+    if problem:
+        raise UserError(f'checkpoint {checkpoint} does not match the model of '
+                        f'{config_path}: {problem}; {mismatch_hint(ckpt)}')
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with user_errors_as_one_line('test.py'):
@@ -87,22 +130,9 @@ def main(argv: list[str] | None = None) -> None:
             cfg.test_evaluator = [*(cfg.test_evaluator if isinstance(
                 cfg.test_evaluator, list) else [cfg.test_evaluator]),
                 dict(type='DumpResults', out_file_path=args.out)]
+        if not args.allow_mismatch:
+            check_keys(cfg, args.checkpoint, args.config)
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-
-        ckpt = safe_load(args.checkpoint)
-        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-        if not isinstance(state, dict):
-            raise UserError(f'{args.checkpoint} holds no state dict')
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        problem = key_mismatch(set(model.state_dict()),
-                               {k[len('module.'):] if k.startswith('module.') else k
-                                for k in state})
-        if problem and not args.allow_mismatch:
-            raise UserError(
-                f'checkpoint {args.checkpoint} does not match the model of '
-                f'{args.config}: {problem}; pass the checkpoint this config was trained '
-                'to (convert a CIM pre-training checkpoint with '
-                'tools/model_converters/cim_to_downstream.py), or --allow-mismatch')
         runner.load_checkpoint(args.checkpoint, strict=not args.allow_mismatch)
         runner.test()
 

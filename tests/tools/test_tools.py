@@ -105,6 +105,28 @@ def test_mismatched_checkpoint_is_one_line(setup, capsys):
         and 'unexpected' in err[0], err
 
 
+@pytest.mark.parametrize('kind', ['pretraining', 'converted'])
+def test_mismatch_hint_says_which_checkpoint_to_test(setup, capsys, kind):
+    """A CIM pre-training checkpoint or a converted backbone is refused before the
+    Runner prints anything, in one line that points at the fine-tuned checkpoint."""
+    tmp_path, cfg_path, _, model = setup
+    if kind == 'pretraining':
+        sd = {'generator.head.weight': torch.zeros(2, 2), 'backbone.cls_token': torch.zeros(1)}
+        meta = {}
+    else:
+        sd = {k: v for k, v in model.state_dict().items() if k.startswith('backbone.')}
+        meta = {'cim_mm_conversion': {'ok': True}}
+    path = str(tmp_path / f'{kind}.pth')
+    torch.save({'state_dict': sd, 'meta': meta}, path)
+    with pytest.raises(SystemExit):
+        _tool().main([cfg_path, path])
+    out = capsys.readouterr()
+    lines = (out.out + out.err).strip().splitlines()
+    assert len(lines) == 1, lines  # no Runner environment / config dump before it
+    assert 'work_dirs/<fine-tune config name>/iter_*.pth' in lines[0]
+    assert ('converted backbone' in lines[0]) == (kind == 'converted')
+
+
 def test_missing_checkpoint_is_one_line(setup, capsys):
     tmp_path, cfg_path, _, _ = setup
     with pytest.raises(SystemExit):
