@@ -26,6 +26,7 @@ import json
 import os
 import os.path as osp
 import sys
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
@@ -70,8 +71,10 @@ def load_split(root: str, split: str) -> tuple[np.ndarray, np.ndarray]:
             gz = ' (only its .gz is there: gunzip it)' if osp.isfile(p + '.gz') else ''
             raise UserError(f'{p} is missing{gz}: {PREPARE_HINT}')
     try:
-        images = read_image_file(paths[0]).numpy()  # [N, h, w] uint8
-        labels = read_label_file(paths[1]).numpy()  # [N] int64
+        with warnings.catch_warnings():  # its tensors view a read-only buffer: harmless
+            warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
+            images = read_image_file(paths[0]).numpy()  # [N, h, w] uint8
+            labels = read_label_file(paths[1]).numpy()  # [N] int64
     except (AssertionError, ValueError, KeyError, IndexError) as err:
         raise UserError(f'{paths[0]} / {paths[1]} are not Fashion-MNIST idx files '
                         f'({type(err).__name__}: {err}): {PREPARE_HINT}') from err
