@@ -97,8 +97,8 @@ model = dict(
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))  # 64 px scenes fit whole
 
-# 120 iterations x 8 scenes: ~5 min on 2 free CPU cores. Measured: 4.3 CPU-seconds an
-# iteration (~2.1 s wall on 2 cores), validation on 500 scenes ~75 CPU-seconds
+# 120 iterations x 8 scenes: about 5 min on 2 free CPU cores, estimated from CPU time
+# measured under other load (4.3 CPU-s an iteration, validation on 500 scenes ~75 CPU-s)
 max_iters = 120
 # AdamW with layer-wise lr decay (mmseg's MAE/BEiT recipe); lr 1e-3, wd 0.05 and decay 0.75
 # are the Fashion-MNIST classification fine-tune's
