@@ -98,20 +98,30 @@ def write_fashion_mnist(folder: str, n_train: int = 300, n_test: int = 150,
     """Tiny fake Fashion-MNIST in its idx layout (the extracted files
     ``tools/prepare_fashion_mnist.sh`` leaves): 28x28 uint8 images whose mean
     brightness depends on the label, 10 classes. Returns ``folder``."""
-    import struct
-
     import numpy as np
-    os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
     for prefix, n in (('train', n_train), ('t10k', n_test)):
         labels = rng.integers(0, 10, n, dtype=np.uint8)  # [N]
         noise = rng.integers(0, 80, (n, 28, 28))  # [N, 28, 28]
         imgs = (noise + 17 * labels[:, None, None]).astype(np.uint8)
-        with open(os.path.join(folder, f'{prefix}-images-idx3-ubyte'), 'wb') as f:
-            f.write(struct.pack('>IIII', 2051, n, 28, 28) + imgs.tobytes())
-        with open(os.path.join(folder, f'{prefix}-labels-idx1-ubyte'), 'wb') as f:
-            f.write(struct.pack('>II', 2049, n) + labels.tobytes())
+        write_idx_split(folder, prefix, imgs, labels)
     return folder
+
+
+def write_idx_split(folder: str, prefix: str, imgs, labels) -> None:
+    """One Fashion-MNIST split in its extracted idx layout: ``imgs`` ``[N, h, w]``
+    uint8 and ``labels`` ``[N]`` (0..9) as ``<prefix>-images-idx3-ubyte`` and
+    ``<prefix>-labels-idx1-ubyte`` (``prefix``: ``'train'`` / ``'t10k'``)."""
+    import struct
+
+    import numpy as np
+    os.makedirs(folder, exist_ok=True)
+    imgs, labels = np.asarray(imgs, np.uint8), np.asarray(labels, np.uint8)
+    n, h, w = imgs.shape
+    with open(os.path.join(folder, f'{prefix}-images-idx3-ubyte'), 'wb') as f:
+        f.write(struct.pack('>IIII', 2051, n, h, w) + imgs.tobytes())
+    with open(os.path.join(folder, f'{prefix}-labels-idx1-ubyte'), 'wb') as f:
+        f.write(struct.pack('>II', 2049, n) + labels.tobytes())
 
 
 def benchmark_opts(work_dir, **kw) -> dict:
