@@ -35,11 +35,16 @@ grid = img_size // patch_size  # 14x14 token grid (= DALL-E tokens of the 112 px
 train_pipeline = [
     dict(type='SafeLoadImageFromFile', on_error='skip'),
     dict(type='GrayToRGB'),  # a few ImageNet files are gray / CMYK-decoded
-    # BEiT v1 augmentation, as the ViT recipes (configs/_base_/datasets/imagenet_bs256_cim.py)
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    # BEiT v1 augmentation (mmpretrain configs/beit: ColorJitter, RandomFlip,
+    # RandomResizedCrop), the jitter and the flip run on the 224 px crop, the contrast
+    # blending towards the whole image's grey mean: the same distribution at 2x the
+    # images/s per worker (cim_mm/datasets/cropped_color_jitter.py,
+    # tools/benchmark_loader.py). The plain order: ColorJitter, RandomFlip, RandomResizedCrop.
+    dict(type='RecordGreyMean'),
     dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.08, 1.0),
          interpolation='bicubic', backend='pillow'),
+    dict(type='CroppedColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     # BEiT blockwise masking, 75 of 196 patches (BEiT v1 default; CIM paper: unverified)
     dict(type='BEiTMaskGenerator', input_size=(grid, grid), num_masking_patches=75,
          max_num_patches=None, min_num_patches=16),
