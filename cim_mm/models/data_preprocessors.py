@@ -32,6 +32,11 @@ class CIMDataPreprocessor(SelfSupDataPreprocessor):
         interpolation: resize mode for the tokenizer view ('bicubic' as BEiT's
             ``second_interpolation`` is lanczos; antialiased bicubic is its
             closest on-device equivalent).
+        non_blocking: copy the images to the device without waiting.
+        batched_masks: stack the masks on the host and copy them in one
+            (pinned, non-blocking) transfer; the data samples stay on the host.
+            False: mmengine's per-sample ``DataSample.to(device)`` (one blocking
+            copy per image), then a stack on the device.
     """
 
     def __init__(self,
@@ -40,13 +45,15 @@ class CIMDataPreprocessor(SelfSupDataPreprocessor):
                  tokenizer_img_size: Union[int, Sequence[int]] = 112,
                  interpolation: str = 'bicubic',
                  to_rgb: bool = False,
-                 non_blocking: Optional[bool] = False) -> None:
+                 non_blocking: Optional[bool] = True,
+                 batched_masks: bool = True) -> None:
         super().__init__(mean=mean, std=std, to_rgb=to_rgb,
                          non_blocking=non_blocking)
         if isinstance(tokenizer_img_size, int):
             tokenizer_img_size = (tokenizer_img_size, tokenizer_img_size)
         self.tokenizer_img_size = tuple(int(s) for s in tokenizer_img_size)
         self.interpolation = interpolation
+        self.batched_masks = batched_masks
 
     def tokenizer_view(self, img: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] in 0..255 -> [B, 3, H', W'] in map_pixels space."""
@@ -58,8 +65,27 @@ class CIMDataPreprocessor(SelfSupDataPreprocessor):
                               align_corners=False if antialias else None)
         return map_pixels(x.clamp(0, 1))
 
+    def host_masks(self, data_samples: Optional[list]) -> Optional[torch.Tensor]:
+        """The samples' masks as one host tensor ``[B, h, w]`` bool, pinned
+        when CUDA is there (so the copy can overlap), or None without masks."""
+        if not data_samples or not all('mask' in ds for ds in data_samples):
+            return None
+        mask = torch.stack([torch.as_tensor(ds.mask) for ds in data_samples]).bool()
+        if self.device.type == 'cuda' and mask.device.type == 'cpu':
+            mask = mask.pin_memory()
+        return mask  # [B, h, w]
+
     def forward(self, data: dict, training: bool = False) -> dict:
-        data = self.cast_data(data)
+        data_samples = data.get('data_samples')
+        if self.batched_masks:
+            mask = self.host_masks(data_samples)  # [B, h, w] on the host
+            if mask is not None:
+                mask = mask.to(self.device, non_blocking=True)
+            data = dict(data, inputs=self.cast_data(data['inputs']))
+        else:
+            data = self.cast_data(data)
+            data_samples = data.get('data_samples')
+            mask = self.host_masks(data_samples)  # stacked on the device
         img = data['inputs']
         if isinstance(img, (list, tuple)):
             img = img[0]
@@ -73,9 +99,7 @@ class CIMDataPreprocessor(SelfSupDataPreprocessor):
         img = img.float()  # [B, 3, H, W], 0..255
         enh = (img - self.mean) / self.std if self._enable_normalize else img
         tok = self.tokenizer_view(img)  # [B, 3, H', W']
-        data_samples = data.get('data_samples')
         inputs = [enh, tok]
-        if data_samples is not None and all('mask' in ds for ds in data_samples):
-            mask = torch.stack([torch.as_tensor(ds.mask) for ds in data_samples])
-            inputs.append(mask.to(img.device, non_blocking=True).bool())  # [B, h, w]
+        if mask is not None:
+            inputs.append(mask)  # [B, h, w] bool
         return {'inputs': inputs, 'data_samples': data_samples}

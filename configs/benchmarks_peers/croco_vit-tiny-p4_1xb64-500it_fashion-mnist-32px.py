@@ -39,7 +39,7 @@ model = dict(
         patch_size=patch_size,
         in_chans=3,
         embed_dim=embed_dims,
-        # the benchmark's MAE decoder at this scale (cim_mm/benchmark/scales.py)
+        # the benchmark's MAE decoder at this scale (benchmarks/scales.py)
         decoder_embed_dim=64,
         decoder_depth=2,
         decoder_num_heads=2,

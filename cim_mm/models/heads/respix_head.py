@@ -33,6 +33,8 @@ class ResPixHead(BaseModule):
             about one patch around it (our choice; the paper's value, in its
             appendix, could not be checked here).
         out_channels: image channels.
+        separable_window: window statistics by two 1-D pools (exact, faster);
+            False: one 2-D pool.
     """
 
     def __init__(self,
@@ -41,6 +43,7 @@ class ResPixHead(BaseModule):
                  window_size: Optional[int] = None,
                  out_channels: int = 3,
                  eps: float = 1e-6,
+                 separable_window: bool = True,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.patch_size = patch_size
@@ -50,6 +53,7 @@ class ResPixHead(BaseModule):
                             'set model.head.window_size to an odd number')
         self.out_channels = out_channels
         self.eps = eps
+        self.separable_window = separable_window
         self.decoder = nn.Linear(in_channels, patch_size * patch_size * out_channels)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
@@ -58,7 +62,8 @@ class ResPixHead(BaseModule):
 
     def target(self, original: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, L, p*p*3]."""
-        normed = sliding_window_normalize(original, self.window_size, self.eps)
+        normed = sliding_window_normalize(original, self.window_size, self.eps,
+                                          self.separable_window)
         return patchify(normed, self.patch_size)
 
     def loss(self, feats: torch.Tensor, *, original: torch.Tensor,

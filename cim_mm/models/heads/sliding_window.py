@@ -7,37 +7,54 @@ import torch.nn.functional as F
 from cim_mm.utils.errors import UserError
 
 
-def _window_moments(img: torch.Tensor,
-                    window_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def box_mean(x: torch.Tensor, window_size: int, separable: bool = True) -> torch.Tensor:
+    """Mean of the ``window_size`` square window centred on every pixel, ``[B, C, H, W]``.
+
+    The window is clipped at the image border (pixels outside are not counted).
+    ``separable``: a 1-D mean along H, then along W. Exact: the clipped window is
+    a product of two clipped intervals, so its sum and its pixel count both
+    factorise (``2 k`` instead of ``k^2`` reads per pixel).
+    """
+    p = window_size // 2
+    if not separable:
+        return F.avg_pool2d(x, window_size, stride=1, padding=p, count_include_pad=False)
+    x = F.avg_pool2d(x, (window_size, 1), stride=1, padding=(p, 0),
+                     count_include_pad=False)  # [B, C, H, W]
+    return F.avg_pool2d(x, (1, window_size), stride=1, padding=(0, p),
+                        count_include_pad=False)  # [B, C, H, W]
+
+
+def _window_moments(img: torch.Tensor, window_size: int, separable: bool = True
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """float64 ``x``, window mean and (biased) window variance, each ``[B, C, H, W]``.
 
     Pooled in float64: ``E[x^2] - E[x]^2`` in float32 loses the variance of
     near-flat windows to rounding (one grey level step in a flat 17 x 17 window:
     targets off by 12); in float64 the ResPix targets stay within 1e-6 of a
     two-pass float64 reference (measured 1.1e-7, the float32 output's rounding;
-    tests/test_hardening.py). The cost: two pooled maps of the [B, C, H, W]
-    image in float64, batched on the same device.
+    tests/test_hardening.py). float32 stays too coarse with separable sums and
+    a per-image shift too (measured 8e-3 on the photo-like case, window 5), so
+    the float64 is kept; the separable pooling (``separable=True``) is what
+    cuts the cost (3.4x on CPU at 224 px, window 17).
     """
     if window_size < 1 or window_size % 2 != 1:
         raise UserError(f'window_size must be a positive odd number, got {window_size}')
     x = img.double()  # [B, C, H, W]
-    pool = dict(kernel_size=window_size, stride=1, padding=window_size // 2,
-                count_include_pad=False)
-    mean = F.avg_pool2d(x, **pool)  # [B, C, H, W]
-    var = (F.avg_pool2d(x * x, **pool) - mean * mean).clamp_(min=0)  # [B, C, H, W]
+    mean = box_mean(x, window_size, separable)  # [B, C, H, W]
+    var = (box_mean(x * x, window_size, separable) - mean * mean).clamp_(min=0)
     return x, mean, var
 
 
-def sliding_window_stats(img: torch.Tensor, window_size: int,
-                         eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+def sliding_window_stats(img: torch.Tensor, window_size: int, eps: float = 1e-6,
+                         separable: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mu, sqrt(var + eps))`` of the window centred on every pixel, float32
     ``[B, C, H, W]`` each (see :func:`sliding_window_normalize`)."""
-    _, mean, var = _window_moments(img, window_size)
+    _, mean, var = _window_moments(img, window_size, separable)
     return mean.float(), torch.sqrt(var + eps).float()
 
 
-def sliding_window_normalize(img: torch.Tensor, window_size: int,
-                             eps: float = 1e-6) -> torch.Tensor:
+def sliding_window_normalize(img: torch.Tensor, window_size: int, eps: float = 1e-6,
+                             separable: bool = True) -> torch.Tensor:
     """Normalise every pixel by the mean/std of the window centred on it.
 
     ``out[b, c, i, j] = (x[b, c, i, j] - mu) / sqrt(var + eps)``, where ``mu`` and
@@ -48,10 +65,11 @@ def sliding_window_normalize(img: torch.Tensor, window_size: int,
     Args:
         img: ``[B, C, H, W]``.
         window_size: odd side of the window.
+        separable: pool along H then W (exact, faster) instead of one 2-D pool.
     Returns:
         ``[B, C, H, W]`` float32.
     """
-    x, mean, var = _window_moments(img, window_size)
+    x, mean, var = _window_moments(img, window_size, separable)
     return ((x - mean) / torch.sqrt(var + eps)).float()
 
 

@@ -43,6 +43,7 @@ from cim_mm.utils.errors import UserError
 from cim_mm.utils.safe_checkpoint import is_truncated, refusal
 
 from .base import BaseTokenizer, unmap_pixels
+from .dalle_lowres import decode_features_lowres
 
 __all__ = [
     'DALLEEncoder', 'DALLEDecoder', 'DALLETokenizer', 'load_dalle_state_dict'
@@ -188,15 +189,17 @@ class DALLEDecoder(nn.Module):
             ]))),
         ]))
 
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+    def embed(self, ids: torch.Tensor,
+              memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
         """ids [B, h, w] -> [B, n_init, h, w] (float32).
 
         Equal to ``blocks.input`` applied to the one-hot map, as a table lookup.
+        ``torch.channels_last`` keeps the lookup's own layout (no copy).
         """
         conv = self.blocks.input
         table = conv.w[:, :, 0, 0].t()  # [vocab, n_init]
         x = F.embedding(ids, table) + conv.b  # [B, h, w, n_init]
-        return x.permute(0, 3, 1, 2).contiguous()  # [B, n_init, h, w]
+        return x.permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """[B, n_init, h, w] (output of the input conv) -> [B, 6, 8h, 8w]."""
@@ -408,6 +411,11 @@ class DALLETokenizer(BaseTokenizer):
             (``AmpOptimWrapper`` / ``torch.autocast('cpu')``), elsewhere float32.
             None or ``'float32'``: full precision, also inside an outer
             autocast (it is switched off in the tokenizer).
+        channels_last: weights and activations in NHWC (what cuDNN's fast
+            convolutions use: no layout conversion around each one).
+        lowres_1x1: the decoder's 1x1 convolutions after an upsampling run
+            before it, and only the 3 used output channels are computed
+            (:mod:`.dalle_lowres`; exact up to float rounding).
         allow_random_init: build without weights (tests, FLOP counts).
         init_cfg: mmengine init config (unused: weights come from the paths).
     """
@@ -423,6 +431,8 @@ class DALLETokenizer(BaseTokenizer):
                  group_count: int = 4,
                  n_init: int = 128,
                  decode_dtype: str | None = None,
+                 channels_last: bool = True,
+                 lowres_1x1: bool = True,
                  allow_random_init: bool = False,
                  init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -446,6 +456,9 @@ class DALLETokenizer(BaseTokenizer):
                     f'README) and set model.tokenizer.{part}_path to it.')
             getattr(self, part).load_state_dict(load_dalle_state_dict(path, part))
         self.freeze()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.lowres_1x1 = lowres_1x1
+        self.to(memory_format=self.memory_format)
 
     def train(self, mode: bool = True) -> 'DALLETokenizer':
         """Always stays in eval mode: the tokenizer is frozen."""
@@ -478,7 +491,7 @@ class DALLETokenizer(BaseTokenizer):
             raise ValueError(f'expected [B, 3, H, W] with H, W divisible by 8, '
                              f'got {tuple(img.shape)}')
         with self._autocast(img.device):
-            return self.encoder(img.float())
+            return self.encoder(img.float().contiguous(memory_format=self.memory_format))
 
     @torch.no_grad()
     def encode(self, img: torch.Tensor) -> torch.Tensor:
@@ -491,6 +504,10 @@ class DALLETokenizer(BaseTokenizer):
         # The input 1x1 conv on a one-hot map is a table lookup: no dense
         # [B, vocab, h, w] tensor is ever built.
         with self._autocast(ids.device):
-            x = self.decoder.embed(ids.long())  # [B, n_init, h, w] float32
-            stats = self.decoder.forward_features(x)  # [B, 6, 8h, 8w]
-        return unmap_pixels(torch.sigmoid(stats[:, :3].float()))  # [B, 3, 8h, 8w]
+            x = self.decoder.embed(ids.long(), self.memory_format)  # [B, n_init, h, w]
+            if self.lowres_1x1:
+                stats = decode_features_lowres(self.decoder, x, 3)  # [B, 3, 8h, 8w]
+            else:
+                stats = self.decoder.forward_features(x)  # [B, 6, 8h, 8w]
+        img = unmap_pixels(torch.sigmoid(stats[:, :3].float()))  # [B, 3, 8h, 8w]
+        return img.contiguous()

@@ -13,11 +13,16 @@ data_root = 'data/imagenet/train/'
 train_pipeline = [
     dict(type='SafeLoadImageFromFile', on_error='skip'),
     dict(type='GrayToRGB'),  # a few ImageNet files are gray / CMYK-decoded
-    # BEiT v1 augmentation (mmpretrain configs/beit v1)
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    # BEiT v1 augmentation (mmpretrain configs/beit: ColorJitter, RandomFlip,
+    # RandomResizedCrop), the jitter and the flip run on the 224 px crop, the contrast
+    # blending towards the whole image's grey mean: the same distribution at 2x the
+    # images/s per worker (cim_mm/datasets/cropped_color_jitter.py,
+    # tools/benchmark_loader.py). The plain order: ColorJitter, RandomFlip, RandomResizedCrop.
+    dict(type='RecordGreyMean'),
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0),
          interpolation='bicubic', backend='pillow'),
+    dict(type='CroppedColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     # BEiT v1 blockwise masking on the 14x14 grid: 75 of 196 patches (~40 %)
     dict(type='BEiTMaskGenerator', input_size=(14, 14), num_masking_patches=75,
          max_num_patches=None, min_num_patches=16),

@@ -46,6 +46,9 @@ model = dict(
         type='BEiTGenerator',
         vocab_size=8192,
         temperature=1.0,  # sample from the generator's softmax
+        # head, loss and sampling on the masked tokens only (no host sync); = the
+        # BEiTMaskGenerator's num_masking_patches, which it masks exactly. None: all tokens
+        num_masked=75,
         backbone=dict(
             arch=dict(embed_dims=384, num_layers=4, num_heads=6,
                       feedforward_channels=1536),
