@@ -86,11 +86,17 @@ def convert_checkpoint(src: str, dst: str, target: Optional[str] = 'mmpretrain',
             log(report.format())
         arch = ''.join(f', {f} {s} in the source ({o}) but {t} in the target'
                        for f, s, t, o in report.arch_mismatch)
+        if report.loaded:
+            what_next = '--allow-mismatch writes what matched'
+        else:  # nothing would be written worth having: the target is the wrong one
+            what_next = ('not one tensor matched, so --allow-mismatch would write nothing '
+                         "useful: the target is not this enhancer's architecture, pass the "
+                         'target config it was made for, or --arch auto')
         raise ConversionError(
             f'{src} does not convert cleanly into {tgt.description}: '
             f'{len(report.missing)} missing, {len(report.unexpected)} unexpected, '
             f'{len(report.shape_mismatch)} shape-mismatched keys{arch} (see the report; '
-            'nothing was written; --allow-mismatch writes what matched)')
+            f'nothing was written; {what_next})')
     written = OrderedDict((tgt.prefix + k, v) for k, v in out.items())
     file_meta = dict(cim_mm_conversion=report.summary())
     for key in ('epoch', 'iter', 'seed', 'experiment_name', 'time', 'mmengine_version'):

@@ -169,7 +169,7 @@ def test_classifier_target_rejects_mismatch(cim_ckpt, tmp_path):
     cfg_path = _write_cfg(Config(_classifier_cfg()), tmp_path / 'cls_cfg.py')
     assert run_cli(bad_path, out, '--target-config', cfg_path) == 1
     assert not out.exists()  # nothing written on a mismatch
-    with pytest.raises(ConversionError, match='1 missing'):
+    with pytest.raises(ConversionError, match='1 missing.*--allow-mismatch writes what matched'):
         convert_checkpoint(str(bad_path), str(out), target_config=cfg_path, log=None)
     # ... written with --allow-mismatch, and the report says what is missing
     rep = convert_checkpoint(str(bad_path), str(out), target_config=cfg_path,
@@ -179,6 +179,9 @@ def test_classifier_target_rejects_mismatch(cim_ckpt, tmp_path):
     wide = _classifier_cfg(arch=dict(TINY_ARCH, embed_dims=48, feedforward_channels=96))
     wide_path = _write_cfg(Config(wide), tmp_path / 'wide.py')
     assert run_cli(src, tmp_path / 'w.pth', '--target-config', wide_path) == 1
+    with pytest.raises(ConversionError, match='not one tensor matched') as err:
+        convert_checkpoint(src, str(tmp_path / 'w.pth'), target_config=wide_path, log=None)
+    assert '--allow-mismatch writes' not in str(err.value)  # it would write nothing useful
     # (c) a config whose init_cfg would silently load nothing (no prefix)
     noprefix = _classifier_cfg(init_cfg=dict(type='Pretrained', checkpoint=''))
     np_path = _write_cfg(Config(noprefix), tmp_path / 'noprefix.py')

@@ -43,7 +43,11 @@ from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 def parse_args(argv=None) -> argparse.Namespace:
     from cim_mm.converters import ARCH_PRESETS
     p = argparse.ArgumentParser(
-        description='CIM pre-training checkpoint -> mmpretrain / mmseg / timm backbone')
+        description='CIM pre-training checkpoint -> mmpretrain / mmseg / timm backbone',
+        epilog='example: python tools/model_converters/cim_to_downstream.py '
+               'work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/iter_500.pth '
+               'work_dirs/cim_vit-tiny.pth --target-config configs/cim/benchmarks/'
+               'vit-tiny-p4_cim-pre_1xb64-ft-1000it_fashion-mnist-32px.py')
     p.add_argument('src', help='CIM checkpoint (mmengine, with state_dict)')
     p.add_argument('dst', help='output file (written atomically)')
     p.add_argument('--target', choices=['mmpretrain', 'mmseg', 'timm'], default=None,
@@ -71,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     with user_errors_as_one_line('cim_to_downstream.py'):
-        import cim_mm  # noqa: F401  (registers modules, checkpoint safety, scipy shim)
+        import cim_mm  # noqa: F401  (registers the CIM modules the source config names)
         from cim_mm.converters import convert_checkpoint
         target = args.target
         if target is None and args.target_config is None:
