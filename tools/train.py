@@ -32,10 +32,18 @@ apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp
 filter_third_party_warnings()
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Train a model')
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='Train a model from a config (CIM pre-training, fine-tuning, mmseg).',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+               '  python tools/train.py configs/cim/'
+               'cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py\n'
+               '  python tools/train.py CONFIG --resume            # latest checkpoint\n'
+               '  bash tools/dist_train.sh CONFIG 8                # 8 processes')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--work-dir', help='the dir to save logs and checkpoints '
+                        '(default: work_dirs/<config name>)')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from CKPT, or (no value) from the latest checkpoint in '
@@ -46,8 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='do not evaluate during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr by the actual / base batch size')
-    parser.add_argument('--no-pin-memory', action='store_true')
-    parser.add_argument('--no-persistent-workers', action='store_true')
+    parser.add_argument('--no-pin-memory', action='store_true',
+                        help='dataloaders without pinned host memory')
+    parser.add_argument('--no-persistent-workers', action='store_true',
+                        help='dataloader workers restarted every epoch')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -56,8 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         '--cpu-threads', type=int, default=None,
         help='torch CPU threads. Default, when no GPU is visible and '
         'OMP_NUM_THREADS is unset: CPU cores minus dataloader workers')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help='set by torch.distributed.launch (use --launcher pytorch)')
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args

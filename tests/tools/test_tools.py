@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os.path as osp
+import sys
 
 import numpy as np
 import pytest
@@ -192,3 +193,14 @@ def test_worker_re_raise_keeps_only_the_users_message() -> None:
                     'cim_mm.utils.errors.UserError: 3 of 9 images could not be loaded')
     assert one_line(err) == '3 of 9 images could not be loaded'
     assert one_line(UserError('plain: message')) == 'plain: message'
+
+
+@pytest.mark.parametrize('tool', ['train', 'test'])
+def test_every_flag_has_help_and_there_is_an_example(tool):
+    import importlib
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    parser = importlib.import_module(tool).build_parser()
+    undocumented = [a.option_strings or a.dest for a in parser._actions
+                    if not (a.help or '').strip()]
+    assert undocumented == []
+    assert 'example' in (parser.epilog or '') and 'tools/' in parser.epilog
