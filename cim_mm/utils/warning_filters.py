@@ -17,6 +17,17 @@ THIRD_PARTY_WARNINGS: list[tuple[str, type[Warning]]] = [
     (r'torch\.meshgrid. in an upcoming release', UserWarning),
     # mmengine's Runner asks its Visualizer singleton for an instance by name twice
     (r'.*instance named of .* has been created, the method `get_instance`', UserWarning),
+    # mmpretrain's MNIST / Fashion-MNIST labels under numpy 2 (np.array(copy=False) API)
+    (r"__array__ implementation doesn't accept a copy keyword", DeprecationWarning),
+    # mmcv's adjust_brightness / adjust_contrast with the pillow backend (beta unused)
+    (r"Only use 'alpha' for pillow backend", UserWarning),
+    # mmseg's own deprecation notices about its API (losses, loading, hooks, optimizers)
+    (r'Default ``avg_non_ignore`` is False', UserWarning),
+    (r'``build_loss`` would be deprecated soon', UserWarning),
+    (r'`reduce_zero_label` will be deprecated', UserWarning),
+    (r'The draw is False, it means that the hook for visualization', UserWarning),
+    (r'DeprecationWarning. Original LayerDecayOptimizerConstructor of BEiT', UserWarning),
+    (r'DeprecationWarning. Layer_decay_rate will be deleted', UserWarning),
 ]
 
 

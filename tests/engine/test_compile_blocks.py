@@ -34,7 +34,7 @@ def _train(model, steps: int = STEPS) -> list[dict[str, float]]:
     for i in range(steps):
         torch.manual_seed(100 + i)  # the same Gumbel noise in both runs
         losses = model.train_step(make_batch(seed=i), optim)
-        out.append({k: float(v) for k, v in losses.items()})
+        out.append({k: float(torch.as_tensor(v).detach()) for k, v in losses.items()})
     return out
 
 
