@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import torch
 
-# Figures the issue quotes (GFLOPs per image).
+# Reference figures (GFLOPs per image, DESIGN.md "Where the compute goes").
 TARGETS = dict(dalle_encoder_112=52., dalle_decoder_14_to_112=59., vit_b16_fwd_bwd_224=101.)
 
 

@@ -1,4 +1,4 @@
-"""The GPU acceptance check (issue 11); run it through ``tools/gpu_check.sh``.
+"""The GPU check; run it through ``tools/gpu_check.sh``.
 
     python tools/gpu_check.py [--dry-run] [--out docs/gpu] [--batch-size 128]
         [--peak-tflops 989.4] [--dalle-dir DIR] [--only STAGE,...]

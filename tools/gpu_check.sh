@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU acceptance check of issue 11 (docs/gpu/README.md).
+# The GPU check: step time, MFU, loader, precision, resume on one GPU (docs/gpu/README.md).
 #
 #   bash tools/gpu_check.sh [--dry-run] [--out DIR] [tools/gpu_check.py flags ...]
 #   bash tools/gpu_check.sh --pack-deps [DEST]

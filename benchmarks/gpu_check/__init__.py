@@ -1,4 +1,4 @@
-"""The GPU acceptance check of issue 11 (``tools/gpu_check.sh``).
+"""The GPU check (``tools/gpu_check.sh``).
 
 On one GPU (H100), in at most 8 minutes: step time, counted-FLOP MFU and peak
 memory of CIM-ResPix, CIM-RevDet, BEiT v1 (same DALL-E tokenizer) and MAE on

@@ -1,4 +1,4 @@
-"""results.json / results.md of the GPU check, and the issue's targets.
+"""results.json / results.md of the GPU check, and its targets.
 
 :data:`REQUIRED` lists every figure a complete run has (dotted paths into
 results.json); ``tests/test_gpu_check.py`` asserts each is there and finite.
@@ -53,7 +53,7 @@ def _ratio(a: Optional[dict], b: Optional[dict], key: str) -> Optional[float]:
 
 
 def summarise(results: dict) -> dict:
-    """The issue's targets from the stage figures (None where a stage failed)."""
+    """The targets from the stage figures (None where a stage failed)."""
     st = results.get('steps', {})
     s = results['settings']
     cim, beit = st.get('cim-respix'), st.get('beit')
@@ -125,7 +125,7 @@ def markdown(r: dict) -> str:
         f"{_f((r.get('matmul') or {}).get('tflops'), '.1f')} TFLOP/s on a "
         f"{(r.get('matmul') or {}).get('n', '–')}^3 "
         f"{(r.get('matmul') or {}).get('dtype', '')} matrix product", '']
-    lines += ['## Targets (issue 11)', '', '| target | value | met |', '|---|---|---|']
+    lines += ['## Targets', '', '| target | value | met |', '|---|---|---|']
     sm = r.get('summary') or {}
     vals = [_f(sm.get('cim_respix_over_beit'), '.2f'), _f(sm.get('mfu_cim_respix'), pct=True),
             _f(sm.get('loader_over_cim_step'), '.2f') + ' x',
@@ -133,7 +133,7 @@ def markdown(r: dict) -> str:
     for (name, met), v in zip((sm.get('targets') or {}).items(), vals):
         lines.append(f'| {name} | {v} | {_f(met)} |')
     lines += ['', f"Counted FLOPs per image, CIM-ResPix / BEiT v1: "
-              f"{_f(sm.get('flops_cim_respix_over_beit'), '.2f')} (issue: "
+              f"{_f(sm.get('flops_cim_respix_over_beit'), '.2f')} (expected: "
               f"{s['flop_ratio_expected']}). CIM-RevDet / BEiT v1 step: "
               f"{_f(sm.get('cim_revdet_over_beit'), '.2f')}."
               + (f" Largest deviation of a counted figure from the CPU count of the same "

@@ -1,6 +1,6 @@
 """What the GPU check measures, at full size (one GPU) or toy size (``--dry-run``).
 
-Full size is the issue's acceptance run: ViT-B/16 at 224 px, bf16 autocast
+Full size is the acceptance run: ViT-B/16 at 224 px, bf16 autocast
 (``AmpOptimWrapper(dtype='bfloat16')``), the full-size DALL-E dVAE in the
 official file format, a few hundred JPEGs. Toy size runs every stage on a CPU
 in well under a minute: a 2-layer ViT at 64 px (16 px patches, 4x4 grid), a
@@ -42,10 +42,10 @@ class CheckSettings:
     min_batch: int = 8  # OOM halving stops here
     resume_iters: int = 3  # checkpoint (and kill) after this many; resumed to 2x
     decode_batch: int = 8
-    # targets of issue 11 (benchmarks, not timed tests)
+    # the targets (benchmarks, not timed tests)
     target_ratio: float = 1.5  # CIM step / BEiT v1 step
     target_mfu: float = 0.40
-    flop_ratio_expected: float = 1.43  # CIM / BEiT FLOPs per step, from the issue
+    flop_ratio_expected: float = 1.43  # CIM / BEiT FLOPs per step (DESIGN.md, counted)
     # GFLOPs per image of one whole training step counted on a CPU (fp32, batch 2,
     # FlopCounterMode, the same code): the GPU count should agree (full size only)
     cpu_counted_gflops: dict = field(default_factory=dict)

@@ -29,8 +29,8 @@ model = dict(
         out_channels=neck_channels,
         out_size=({{_base_.grid}}, {{_base_.grid}}),  # 8x8 token grid
         num_convs=1),
-    # ResPix on 4x4 patches, window 5 = patch + 1 (the ViT demo's until 2026-11-27;
-    # its window 9 was not measured on the ResNet track)
+    # ResPix on 4x4 patches, window 5 = patch + 1 (the ViT demo's window 9 is not
+    # measured on the ResNet track)
     head=dict(_delete_=True, type='ResPixHead', in_channels=neck_channels, patch_size=4,
               window_size=5),
 )

@@ -32,13 +32,8 @@ model = dict(
             dict(type='TruncNormal', std=0.02, layer='Conv2d'),
             dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
         ]),
-    # ResPix: sliding-window-normalised pixels of all patches. Window 9 px (ours, adopted
-    # 2026-11-27 from the benchmark's ablation; README "Seeds, the ResNet track and the
-    # ablations") instead of 5 = patch + 1, the default before. Median (min-max) of 3 seeds,
-    # k-NN / linear: 120 s, same day, 63.74 (63.39-64.27) / 78.43 (78.34-78.64) vs
-    # 57.62 (57.21-58.40) / 76.66 (75.90-77.28); 480 s, 72.34 (71.77-73.13) / 80.58 vs
-    # 67.98 (67.02-68.29) / 80.48 (a tie); fine-tune a tie at both; same cost per step.
-    # The ImageNet configs keep patch + 1 (17, unverified: paper appendix).
+    # ResPix: sliding-window-normalised pixels of all patches; window 9 px (ours: best of
+    # 3 / 5 / 9 in docs/ablations.md, k-NN above the 3-seed spread), not patch + 1
     head=dict(type='ResPixHead', in_channels=embed_dims, patch_size=4, window_size=9),
     tokenizer=dict(
         type='VQTokenizer', vocab_size=512, downsample=4,

@@ -462,7 +462,7 @@ def test_unknown_method_is_one_line_error(tmp_path, capsys):
 
 # --------------------------------------------------------------- smoke runs
 def test_smoke_run_cpu_small(tmp_path, fake_fashion_mnist):
-    """The issue's smoke command, in-process and with a random tokenizer."""
+    """The smoke command, in-process and with a random tokenizer."""
     from benchmark import main
     # the flow, not the CPU-share guard (tests/benchmark/test_benchmark_cpu_share.py):
     # a loaded machine must not fail it

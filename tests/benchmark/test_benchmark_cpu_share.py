@@ -26,7 +26,7 @@ def test_share_is_process_over_wall_and_recorded():
 
 @pytest.mark.parametrize('wall, proc', [(218.0, 126.1), (166.8, 122.7)])
 def test_contended_runs_of_the_resnet_track_are_refused(wall, proc):
-    # two runs committed on 2026-11-26 (BYOL / DenseCL seed 0) that shared the machine
+    # two committed ResNet-track runs (BYOL / DenseCL seed 0) that shared the machine
     with pytest.raises(ContendedRun, match=f'got {proc / wall:.0%} of its CPU'):
         check_cpu_share(_pre(wall, proc))
 
@@ -162,7 +162,7 @@ def test_a_real_measurement_is_a_share():
 
 
 def test_run_beside_another_job_is_refused_even_with_a_quiet_looking_share():
-    """The 2026-11-26 case: 0.91 of its own threads (inside the quiet range) while
+    """A measured case: 0.91 of its own threads (inside the quiet range) while
     another job ran; only the other-process share shows it."""
     pre = dict(_pre(500.0, 455.0), other_cpu=0.30)
     with pytest.raises(ContendedRun, match='other processes used 30%'):

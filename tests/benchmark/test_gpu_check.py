@@ -1,5 +1,5 @@
 """``tools/gpu_check.sh --dry-run``: every stage of the GPU acceptance check at
-toy size on the CPU (issue 11, item 4), run once for the module."""
+toy size on the CPU, run once for the module."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Several processes on a machine without CUDA (issue 11, item 3).
+"""Several processes on a machine without CUDA.
 
 ``cim_mm.compat.dist`` makes mmengine's ``init_dist`` (gloo, no
 ``set_device``), its DDP wrapper (no ``device_ids``) and torch's SyncBatchNorm

@@ -1,4 +1,4 @@
-"""Pre-training on any folder of images (issue #11): ``UnlabeledImageFolder``,
+"""Pre-training on any folder of images: ``UnlabeledImageFolder``,
 unreadable files skipped, named once, counted each epoch and bounded, the
 ImageNet recipes reading through it, and a short run through tools/train.py."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Seeing and trusting a run (issue #7): resume after a hard kill, atomic saves,
+"""Seeing and trusting a run: resume after a hard kill, atomic saves,
 non-finite losses, bad image files, geometry checks, visualisation."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DALLETokenizer's precision under an outer autocast (issue 11, item 5).
+"""DALLETokenizer's precision under an outer autocast.
 
 ``AmpOptimWrapper`` opens a bf16 autocast around the whole forward. A tokenizer
 built with ``decode_dtype=None`` / ``'float32'`` must still run in full

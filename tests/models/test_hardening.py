@@ -1,4 +1,4 @@
-"""Silent mistakes fail loudly (issue 12, items 2-6, 8, 9): tiny, CPU only."""
+"""Silent mistakes fail loudly: tiny, CPU only."""
 from __future__ import annotations
 
 import os.path as osp

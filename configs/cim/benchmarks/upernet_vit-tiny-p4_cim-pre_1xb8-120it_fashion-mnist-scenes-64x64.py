@@ -4,8 +4,7 @@
 # 32px.py (ViT: patch 4, 6 layers, 128 dims, 4 heads) in mmseg's ViT-UperNet recipe
 # (mmseg's upernet_vit-b16_ln_mln: blocks 3/6/9/12 -> MultiLevelNeck -> UPerHead + FCN
 # auxiliary head) with BEiT/MAE-style layer-wise lr decay, on 64x64 scenes
-# (tools/dataset_converters/fashion_mnist_scenes.py), sized to run in a few minutes on
-# 2 CPU cores.
+# (tools/dataset_converters/fashion_mnist_scenes.py), sized for 2 CPU cores.
 #
 #   bash tools/prepare_fashion_mnist.sh
 #   python tools/dataset_converters/fashion_mnist_scenes.py data/fashion_mnist \
