@@ -6,7 +6,7 @@ returns one ``[H, W, 3]`` uint8 RGB grid, one row per image, columns:
 - ``original``: the enhancer view, de-normalised with the data preprocessor's
   mean/std;
 - ``mask``: the original with the masked patches (given to the generator)
-  dimmed and tinted red;
+  blended with red (visible over black as over white);
 - ``corrupted``: the generator-corrupted image the enhancer sees;
 - ``replaced``: white where the sampled token differs from the tokenizer's
   (the RevDet label), black where it was kept;
@@ -20,21 +20,30 @@ returns one ``[H, W, 3]`` uint8 RGB grid, one row per image, columns:
 - RevDet: ``P(replaced)``, ``sigmoid(logits)`` per patch, upsampled to the
   image (same white = replaced scale as ``replaced``).
 
-Used by :class:`~cim_mm.engine.hooks.CIMVisualizationHook` during training and by
-``tools/visualization/vis_cim.py`` on a checkpoint.
+A title line (e.g. the checkpoint and iteration) heads the grid and a legend
+line closes it. Used by :class:`~cim_mm.engine.hooks.CIMVisualizationHook` during
+training and by ``tools/visualization/vis_cim.py`` on a checkpoint.
 """
 from __future__ import annotations
 
 import math
 from typing import Optional
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cim_mm.utils.errors import UserError
 
-__all__ = ['cim_step_outputs', 'draw_cim_step', 'slice_data_batch', 'RECOVERED_TITLE']
+__all__ = ['cim_step_outputs', 'draw_cim_step', 'slice_data_batch', 'RECOVERED_TITLE',
+           'LEGEND']
+
+#: what the colours of the mask / replaced / P(replaced) columns mean
+LEGEND = ('mask: red = masked (the generator predicts these tokens)',
+          'replaced, P(replaced): white = token replaced, black = kept')
+#: share of pure red blended into a masked patch of the ``mask`` column
+MASK_ALPHA = 0.55
 
 #: title of the ResPix column that adds the original's window mean/std back to
 #: the prediction: not a reconstruction by the model alone
@@ -136,22 +145,24 @@ def _grid_map(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return m.expand(3, -1, -1)
 
 
-def _put_title(canvas: np.ndarray, text: str, x: int, width: int, height: int) -> None:
-    """Centre ``text`` over a panel; the font shrinks until it fits the width."""
-    import cv2
+def _put_title(canvas: np.ndarray, text: str, x: int, width: int, height: int,
+               y: int = 0, centre: bool = True) -> None:
+    """Write ``text`` in the band ``[y, y + height)`` from ``x`` (centred over
+    ``width`` if ``centre``); the font shrinks until it fits the width."""
     scale = 0.4 if width >= 80 else 0.3
     (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     while tw > width - 2 and scale > 0.25:
         scale -= 0.05
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    org = (x + max(0, (width - tw) // 2), (height + th) // 2)
-    cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
-                cv2.LINE_AA)
+    left = x + max(0, (width - tw) // 2) if centre else x
+    cv2.putText(canvas, text, (left, y + (height + th) // 2), cv2.FONT_HERSHEY_SIMPLEX,
+                scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def draw_cim_step(model, data_batch: dict, num_images: Optional[int] = 8,
                   channel_order: str = 'auto', min_panel: int = 96,
-                  pad: int = 2, titles: bool = True) -> np.ndarray:
+                  pad: int = 2, titles: bool = True,
+                  title: Optional[str] = None, legend: bool = True) -> np.ndarray:
     """Draw one CIM step for the first ``num_images`` images of a batch.
 
     Args:
@@ -166,6 +177,8 @@ def draw_cim_step(model, data_batch: dict, num_images: Optional[int] = 8,
             factor so that small images (32 px) stay readable.
         pad: pixels between panels.
         titles: a header row naming the columns.
+        title: a line above everything (e.g. ``'iter_500.pth, iteration 500'``).
+        legend: lines below the grid saying what the colours mean (:data:`LEGEND`).
     Returns:
         ``[H_grid, W_grid, 3]`` uint8 RGB image.
     """
@@ -189,10 +202,10 @@ def draw_cim_step(model, data_batch: dict, num_images: Optional[int] = 8,
     masked = []
     for i in range(B):
         m = _grid_map(out['mask'][i], size).to(orig.device)
-        tint = orig.new_tensor([255., 0., 0.])[:, None, None]
+        tint = orig.new_tensor([255., 0., 0.])[:, None, None]  # [3, 1, 1] pure red
         if flip:
             tint = tint.flip(0)
-        masked.append(_to_uint8(orig[i] * (1 - 0.6 * m) + 0.6 * m * tint * 0.5))
+        masked.append(_to_uint8(orig[i] * (1 - MASK_ALPHA * m) + MASK_ALPHA * m * tint))
     add('mask', masked)
     add('corrupted', [_to_uint8(out['corrupted'][i]) for i in range(B)])
     columns.append(('replaced', [_to_uint8(255 * _grid_map(out['replaced'][i], size))
@@ -209,18 +222,26 @@ def draw_cim_step(model, data_batch: dict, num_images: Optional[int] = 8,
 
     scale = max(1, math.ceil(min_panel / max(H, W)))
     ph, pw = H * scale, W * scale
-    header = 16 if titles else 0
+    line = 16  # height of one text line
+    top = line if title else 0
+    header = top + (line if titles else 0)
+    footer = line * len(LEGEND) if legend else 0
     ncol = len(columns)
-    canvas = np.zeros((header + B * (ph + pad) + pad, ncol * (pw + pad) + pad, 3),
-                      dtype=np.uint8)
-    canvas[...] = 40
+    width = ncol * (pw + pad) + pad
+    canvas = np.full((header + B * (ph + pad) + pad + footer, width, 3), 40, dtype=np.uint8)
+    if title:
+        _put_title(canvas, title, pad, width - 2 * pad, line, centre=False)
     for c, (name, imgs) in enumerate(columns):
         x = pad + c * (pw + pad)
         if titles:
-            _put_title(canvas, name, x, pw, header)
+            _put_title(canvas, name, x, pw, line, y=top)
         for r, im in enumerate(imgs):
             if scale > 1:
                 im = np.repeat(np.repeat(im, scale, axis=0), scale, axis=1)
             y = header + pad + r * (ph + pad)
             canvas[y:y + ph, x:x + pw] = im
+    if legend:
+        for k, text in enumerate(LEGEND):
+            _put_title(canvas, text, pad, width - 2 * pad, line,
+                       y=canvas.shape[0] - footer + k * line, centre=False)
     return canvas

@@ -493,7 +493,12 @@ def test_draw_cim_step(head):
     ncols = 7 if head == 'respix' else 5
     panel = 16 * 6  # 16 px upscaled to >= 96
     assert img.shape[1] == ncols * (panel + 2) + 2
-    assert img.shape[0] == 16 + 3 * (panel + 2) + 2
+    assert img.shape[0] == 16 + 3 * (panel + 2) + 2 + 2 * 16  # + the two legend lines
+    legend = img[-32:]
+    assert (legend > 128).any()  # the legend is written (white text on grey)
+    titled = draw_cim_step(model, batch, num_images=3, title='iter_5.pth, iteration 5')
+    assert titled.shape[0] == img.shape[0] + 16 and (titled[:16] > 128).any()
+    assert not (img[:16, :, 0] > 128).all()
 
     out = cim_step_outputs(model, make_batch(batch_size=2))
     # the original is de-normalised back to the uint8 input
@@ -514,6 +519,23 @@ def test_draw_cim_step(head):
         assert p.shape == (2, 4, 4) and ((p >= 0) & (p <= 1)).all()
 
 
+def test_masked_patches_are_red_over_black():
+    """The mask column blends masked patches with pure red: visible on a black image."""
+    from cim_mm.visualization import MASK_ALPHA, cim_step_outputs, draw_cim_step
+    model = MODELS.build(tiny_vit_cim_cfg('revdet'))
+    batch = make_batch(batch_size=1, mask_ratio=0.5, seed=3)
+    batch['inputs'].zero_()  # a black image
+    out = cim_step_outputs(model, batch)
+    img = draw_cim_step(model, batch, num_images=1, titles=False, legend=False,
+                        channel_order='rgb', min_panel=16, pad=0)
+    panel = img[:, 16:32]  # [16, 16, 3]: the mask column
+    m = out['mask'][0].repeat_interleave(4, 0).repeat_interleave(4, 1).numpy()  # [16, 16]
+    assert m.any() and (~m).any()
+    red = round(255 * MASK_ALPHA)
+    assert (panel[m][:, 0] == red).all() and (panel[m][:, 1:] == 0).all()
+    assert (panel[~m] == 0).all()
+
+
 def test_vis_cim_tool(tmp_path):
     data = write_folder_dataset(str(tmp_path / 'data'))
     cfg = train_cfg(str(tmp_path / 'w'), data)
@@ -531,7 +553,8 @@ def test_vis_cim_tool(tmp_path):
     out = str(tmp_path / 'vis.png')
     vis_cim.main([cfg_path, ckpt, '--out', out, '--num', '3'])
     img = cv2.imread(out)
-    assert img is not None and img.shape[0] == 16 + 3 * 98 + 2
+    # titled with the checkpoint (+ iteration when its meta says), legend below
+    assert img is not None and img.shape[0] == 16 + 16 + 3 * 98 + 2 + 2 * 16
 
     # a checkpoint of another model is a one-line error, not a silent random init
     torch.save({'state_dict': {'foo': torch.zeros(1)}}, ckpt)

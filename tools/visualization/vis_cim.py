@@ -83,7 +83,11 @@ def main(argv=None) -> str:
         samples = [dataset[i] for i in range(min(args.num, len(dataset)))]
         batch = default_collate(samples)
         torch.manual_seed(args.seed)
-        image = draw_cim_step(model, batch, num_images=args.num)
+        meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
+        step = meta.get('iter') if isinstance(meta, dict) else None
+        title = osp.basename(args.checkpoint) + (f', iteration {step}' if step is not None
+                                                 else '')
+        image = draw_cim_step(model, batch, num_images=args.num, title=title)
         save_png(image, args.out)
     print(f'saved {args.out} ({image.shape[1]}x{image.shape[0]} px, {len(samples)} images)')
     return args.out

@@ -79,7 +79,8 @@ class CIMVisualizationHook(Hook):
             devices = [torch.cuda.current_device()]
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed)
-            image = draw_cim_step(model, self._batch, num_images=self.num_images)
+            image = draw_cim_step(model, self._batch, num_images=self.num_images,
+                                  title=f'{runner.experiment_name}, iteration {step}')
         runner.visualizer.add_image(self.name, image, step=step)
         if self.out_dir is not None:
             folder = self.out_dir if osp.isabs(self.out_dir) else osp.join(
