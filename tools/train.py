@@ -21,7 +21,8 @@ from mmengine.runner import Runner  # noqa: E402
 
 import cim_mm  # noqa: E402,F401  (registers the CIM modules)
 from cim_mm.compat import apply_all  # noqa: E402
-from cim_mm.utils.warning_filters import filter_third_party_warnings  # noqa: E402
+from cim_mm.utils.warning_filters import (filter_third_party_logs,  # noqa: E402
+                                          filter_third_party_warnings)
 from cim_mm.engine.optim_wrappers.amp_fallback import amp_to_plain  # noqa: E402
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.config_check import check_config  # noqa: E402
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
                         args.cpu_threads)
         check_config(cfg)  # mask / grid / image-size mismatches: one line, before building
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        filter_third_party_logs(runner.logger)
         runner.train()
 
 

@@ -34,7 +34,8 @@ from mmengine.runner import Runner  # noqa: E402
 
 import cim_mm  # noqa: E402,F401  (registers the CIM modules)
 from cim_mm.compat import apply_all  # noqa: E402
-from cim_mm.utils.warning_filters import filter_third_party_warnings  # noqa: E402
+from cim_mm.utils.warning_filters import (filter_third_party_logs,  # noqa: E402
+                                          filter_third_party_warnings)
 from cim_mm.models.tokenizers.vq_tokenizer import evaluate_psnr  # noqa: E402
 from cim_mm.utils import atomic_torch_save  # noqa: E402
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         _set_cpu_threads(cfg, args.cpu_threads)
 
         runner = Runner.from_cfg(cfg)
+        filter_third_party_logs(runner.logger)
         t0 = time.time()
         runner.train()
         train_time = time.time() - t0

@@ -7,6 +7,8 @@ importing :mod:`cim_mm` filters nothing.
 """
 from __future__ import annotations
 
+import logging
+import re
 import warnings
 
 #: (message regex, category): what each one is, in the comment beside it
@@ -35,3 +37,25 @@ def filter_third_party_warnings() -> None:
     """Ignore :data:`THIRD_PARTY_WARNINGS` (message and category must both match)."""
     for message, category in THIRD_PARTY_WARNINGS:
         warnings.filterwarnings('ignore', message=message, category=category)
+
+
+#: mmengine's own log lines about its deprecated internals (its CheckpointHook
+#: builds a FileClient on a HardDiskBackend whatever the config says)
+THIRD_PARTY_LOG_LINES: list[str] = [
+    r'"FileClient" will be deprecated in future',
+    r'"HardDiskBackend" is the alias of "LocalBackend"',
+]
+
+
+class ThirdPartyLogFilter(logging.Filter):
+    """Drops the records of :data:`THIRD_PARTY_LOG_LINES`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(re.search(p, msg) for p in THIRD_PARTY_LOG_LINES)
+
+
+def filter_third_party_logs(logger: logging.Logger) -> None:
+    """Add :class:`ThirdPartyLogFilter` to ``logger`` (e.g. a Runner's), once."""
+    if not any(isinstance(f, ThirdPartyLogFilter) for f in logger.filters):
+        logger.addFilter(ThirdPartyLogFilter())

@@ -204,3 +204,20 @@ def test_every_flag_has_help_and_there_is_an_example(tool):
                     if not (a.help or '').strip()]
     assert undocumented == []
     assert 'example' in (parser.epilog or '') and 'tools/' in parser.epilog
+
+
+def test_third_party_log_lines_are_dropped_and_ours_kept():
+    import logging
+
+    from cim_mm.utils.warning_filters import filter_third_party_logs
+    logger = logging.getLogger('cim_mm_test_filter')
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(handler)
+    filter_third_party_logs(logger)
+    filter_third_party_logs(logger)  # once only
+    logger.warning('"FileClient" will be deprecated in future. Please use io functions')
+    logger.warning('cim_mm: the fixes for this stack are not applied')
+    assert seen == ['cim_mm: the fixes for this stack are not applied']
+    assert len(logger.filters) == 1
