@@ -50,8 +50,6 @@ def _fmt_s(s: float) -> str:
 # settings added later: in the fingerprint only when not at their default, so
 # results written before them still resume
 OPTIONAL_DEFAULTS = dict(track='vit', clock='wall')
-# finished() of a result made before the recipe digest was recorded
-RECIPE_UNRECORDED = 'recipe not recorded'
 
 
 def _min_share(opts: dict) -> float:
@@ -106,10 +104,8 @@ def finished(work_dir: str, method: str, fp: dict,
     """(is finished with these settings, why not); ``method`` is the run's
     folder name (:func:`run_name`). The tokenizer only matters to the methods
     that use it (CIM, BEiT); a CPU run that shared the machine is not finished.
-    The recipe (:mod:`.recipe`) is compared when both ``fp`` and the result
-    record one; a result written before recipes were recorded is finished,
-    with the reason :data:`RECIPE_UNRECORDED`: the caller records the current
-    recipe in it."""
+    The recipe (:mod:`.recipe`) is compared when ``fp`` has one (a result
+    without one is stale)."""
     r = read_json(osp.join(work_dir, method, 'result.json'))
     if r is None:
         return False, 'no result.json'
@@ -119,24 +115,12 @@ def finished(work_dir: str, method: str, fp: dict,
     if why:
         return False, why
     old = r.get('settings') or {}
-    unrecorded = 'recipe' in fp and 'recipe' not in old
     diff = sorted(k for k in set(fp) | set(old) if old.get(k) != fp.get(k)
                   and not (k == 'tokenizer_id' and not uses_tokenizer(method))
-                  and not (k == 'recipe' and (k not in old or k not in fp)))
+                  and not (k == 'recipe' and k not in fp))
     if diff:
         return False, f'settings changed ({", ".join(diff)})'
-    return True, RECIPE_UNRECORDED if unrecorded else ''
-
-
-def stamp_recipe(path: str, recipe: str) -> None:
-    """Record ``recipe`` in the settings of a result made before recipes were
-    (:data:`RECIPE_UNRECORDED`): from now on a change of the method's recipe
-    makes it stale. Written atomically."""
-    r = read_json(path) or {}
-    r.setdefault('settings', {})['recipe'] = recipe
-    write_json(r, path)
-    say(f'{osp.basename(osp.dirname(path))}: recorded its recipe {recipe} (made before '
-        'recipes were; taken as made with the current one)')
+    return True, ''
 
 
 def tokenizer_id(path: Optional[str]) -> str:
@@ -330,8 +314,6 @@ def run_benchmark(opts: dict) -> int:
         if done:
             say(f'{run}: finished earlier ({osp.join(osp.basename(work_dir), run, "result.json")}), '
                 'skipping')
-            if why == RECIPE_UNRECORDED:
-                stamp_recipe(osp.join(work_dir, run, 'result.json'), recipes[m])
         else:
             if why not in ('no result.json', 'forced'):
                 say(f'{run}: {why}: re-running')

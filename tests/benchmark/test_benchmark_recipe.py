@@ -83,7 +83,7 @@ def test_changed_recipe_reruns_only_that_method(tmp_path, monkeypatch):
         dict(opts, tokenizer_id='random')))[0]
 
 
-def test_result_without_recipe_resumes_and_records_it(tmp_path, monkeypatch, capsys):
+def test_result_without_recipe_is_rerun(tmp_path, monkeypatch):
     opts = benchmark_opts(tmp_path, methods='mae')
     fp = runner.fingerprint(dict(opts, tokenizer_id=runner.tokenizer_id(None)))
     os.makedirs(tmp_path / 'mae')
@@ -92,12 +92,6 @@ def test_result_without_recipe_resumes_and_records_it(tmp_path, monkeypatch, cap
     monkeypatch.setattr(runner, 'run_one', lambda s, i: calls.append(s) or (True, ''))
     recipe = runner.method_recipes(opts, ['mae'])['mae']
     assert runner.finished(str(tmp_path), 'mae', dict(fp, recipe=recipe)) == (
-        True, runner.RECIPE_UNRECORDED)
+        False, 'settings changed (recipe)')
     assert runner.run_benchmark(dict(opts)) == 0
-    assert calls == []  # resumed, not re-run
-    assert 'mae: recorded its recipe' in capsys.readouterr().out
-    saved = json.load(open(tmp_path / 'mae' / 'result.json'))
-    assert saved['settings'] == dict(fp, recipe=recipe)
-    assert saved['eval'] == _result('mae', fp)['eval']  # the rest is kept
-    # from now on a changed recipe makes it stale
-    assert runner.finished(str(tmp_path), 'mae', dict(fp, recipe='0' * 12))[0] is False
+    assert len(calls) == 1  # re-run: its recipe is unknown
