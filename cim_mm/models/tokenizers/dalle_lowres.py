@@ -10,14 +10,12 @@ logit-Laplace statistics; the 3 log-scales are not used by ``decode``).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-if TYPE_CHECKING:  # dalle.py imports this module
-    from .dalle import DALLEDecoder, ResBlock
 
 
 def _is_1x1(module: nn.Module) -> bool:
@@ -25,7 +23,7 @@ def _is_1x1(module: nn.Module) -> bool:
     return isinstance(module, nn.Identity) or (w is not None and w.shape[-1] == 1)
 
 
-def upsampled_block(block: 'ResBlock', x: torch.Tensor, up: nn.Upsample) -> torch.Tensor:
+def upsampled_block(block: nn.Module, x: torch.Tensor, up: nn.Upsample) -> torch.Tensor:
     """``block(up(x))`` with the block's leading 1x1 work before ``up``.
 
     Args:
@@ -44,7 +42,7 @@ def upsampled_block(block: 'ResBlock', x: torch.Tensor, up: nn.Upsample) -> torc
     return identity + block.post_gain * h
 
 
-def decode_features_lowres(decoder: 'DALLEDecoder', x: torch.Tensor,
+def decode_features_lowres(decoder: nn.Module, x: torch.Tensor,
                            out_channels: Optional[int] = None) -> torch.Tensor:
     """:meth:`DALLEDecoder.forward_features` with the 1x1 convolutions moved
     before each upsampling (equal up to float rounding).
