@@ -34,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cim_mm.models.heads import (ResPixHead, RevDetHead, sliding_window_stats,
+                                 unpatchify)
 from cim_mm.utils.errors import UserError
 
 __all__ = ['cim_step_outputs', 'draw_cim_step', 'slice_data_batch', 'RECOVERED_TITLE',
@@ -84,9 +86,6 @@ def cim_step_outputs(model, data_batch: dict) -> dict[str, torch.Tensor]:
     (``respix_pred``/``respix_target`` in normalised units, or
     ``revdet_prob [B, h, w]``).
     """
-    from cim_mm.models.heads import (ResPixHead, RevDetHead, sliding_window_stats,
-                                     unpatchify)
-
     was_training = model.training
     model.eval()
     try:

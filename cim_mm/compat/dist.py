@@ -31,6 +31,10 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 import torch.distributed as torch_dist
+import mmengine
+from mmengine.dist import utils as dist_utils
+from mmengine.logging import print_log
+from mmengine.model import MMDistributedDataParallel
 from torch import nn
 
 from .versions import version_at_least
@@ -55,7 +59,6 @@ def _cuda_set_device_skipped() -> Iterator[None]:
 
 def _cpu_backend(backend: Optional[str]) -> Optional[str]:
     if backend == 'nccl':
-        from mmengine.logging import print_log
         print_log("init_dist: CUDA is not available, so backend 'nccl' -> 'gloo'",
                   logger='current', level=30)
         return 'gloo'
@@ -80,14 +83,12 @@ def _cpu_safe_init(fn: Callable[..., None]) -> Callable[..., None]:
 
 def install_init_dist_fix() -> None:
     """Make mmengine's ``init_dist`` work without CUDA. Idempotent."""
-    from mmengine.dist import utils as dist_utils
     for name in ('_init_dist_pytorch', '_init_dist_slurm', '_init_dist_mpi'):
         setattr(dist_utils, name, _cpu_safe_init(getattr(dist_utils, name)))
 
 
 def install_cpu_ddp_fix() -> None:
     """``MMDistributedDataParallel`` on a CPU module: no ``device_ids``. Idempotent."""
-    from mmengine.model import MMDistributedDataParallel
     original = MMDistributedDataParallel.__init__
     if getattr(original, _PATCHED, False):
         return
@@ -200,12 +201,10 @@ def install_cpu_sync_bn_fix() -> None:
 
 def needed() -> bool:
     """mmengine 0.10 assumes CUDA for its distributed launchers and DDP wrapper."""
-    import mmengine
     return not version_at_least(mmengine.__version__, '0.11')
 
 
 def applied() -> bool:
-    from mmengine.model import MMDistributedDataParallel
     return getattr(MMDistributedDataParallel.__init__, _PATCHED, False)
 
 

@@ -24,7 +24,10 @@ import re
 from typing import Any, Optional
 
 import torch
+import mmpretrain.models  # noqa: F401  (registers mmpretrain's backbones)
 import torch.nn as nn
+from mmengine.registry import DefaultScope
+from mmpretrain.registry import MODELS
 
 from .report import ConversionReport
 from .source import is_vit, vit_spec
@@ -83,9 +86,6 @@ def module_facts(module: nn.Module) -> dict:
 def _build_from_cfg(cfg: dict) -> nn.Module:
     """The enhancer of ``cfg`` (mmpretrain registry), on the meta device when it
     can be built there (no memory, no init), else on the CPU."""
-    import mmpretrain.models  # noqa: F401  (registers mmpretrain's backbones)
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import MODELS
     cfg = copy.deepcopy(dict(cfg))
     cfg.pop('init_cfg', None)
     cfg.pop('pretrained', None)

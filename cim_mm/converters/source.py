@@ -16,6 +16,8 @@ import re
 from collections import Counter, OrderedDict
 from typing import Any, Optional
 
+from mmpretrain.models.backbones import BEiTViT, VisionTransformer
+
 from .keys import block, vit_to_canonical
 from .report import ConversionError
 
@@ -156,7 +158,6 @@ def heads_from_cfg(cfg: Optional[dict]) -> Optional[int]:
         return arch.get('num_heads')
     if isinstance(arch, str):
         try:
-            from mmpretrain.models.backbones import BEiTViT, VisionTransformer
             zoo = (BEiTViT if 'BEiT' in str(cfg.get('type')) else VisionTransformer).arch_zoo
             return zoo[arch.lower()]['num_heads']
         except (KeyError, ImportError):

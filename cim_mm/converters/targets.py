@@ -14,7 +14,11 @@ import os.path as osp
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import mmpretrain.models  # noqa: F401  (registers mmpretrain's models)
 import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
 from ..utils.safe_checkpoint import safe_load
 from .presets import ARCH_PRESETS, preset_cfg
@@ -45,17 +49,16 @@ class Target:
 
 
 def _scope(scope: str):
-    from mmengine.registry import DefaultScope
     return DefaultScope.overwrite_default_scope(scope)
 
 
 def _registry(kind: str):
     if kind == 'mmseg':
+        # mmseg only for mmseg targets: importing it builds mmcv's compiled ops
         import mmseg.models  # noqa: F401  (registers mmseg's models)
         from mmseg.registry import MODELS
     else:
-        import mmpretrain.models  # noqa: F401
-        from mmpretrain.registry import MODELS
+        MODELS = PRETRAIN_MODELS
     return MODELS
 
 
@@ -104,6 +107,7 @@ def registry_target(kind: str, cfg: dict, description: str,
 def timm_target(cfg: dict, description: str) -> Target:
     """A timm ``VisionTransformer`` / ``Beit`` / ``ResNet`` (``cfg['type']``) as a
     :class:`Target` (plain state dict, loaded with ``load_state_dict``)."""
+    # timm only for timm targets (an optional dependency of conversion)
     import timm.models.beit as tbeit
     import timm.models.resnet as tresnet
     import timm.models.vision_transformer as tvit
@@ -152,7 +156,6 @@ def build_target(kind: Optional[str], enhancer: dict, target_config: Optional[st
     """
     notes = []
     if target_config is not None:
-        from mmengine.config import Config
         if not osp.isfile(target_config):
             raise FileNotFoundError(f'target config {target_config} does not exist')
         cfg = Config.fromfile(target_config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from mmengine.logging import MMLogger
 
 from .report import ConversionReport, short
 from .targets import Target
@@ -19,8 +20,6 @@ __all__ = ['verify_written']
 
 def verify_written(path: str, written: dict, target: Target, report: ConversionReport) -> None:
     """Load ``path`` through the target's own loading path and compare."""
-    from mmengine.logging import MMLogger
-
     # mmengine's init dump and its "missing keys: ln2..." warning (the keys the
     # report lists as new by design) would only confuse the report
     loggers = {id(lg): lg for lg in (MMLogger.get_current_instance(),

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 
 def set_cpu_threads(num_workers: int, threads: int | None = None) -> int | None:
     """Set ``torch.set_num_threads`` for a CPU-only run; return what was set.
@@ -12,7 +14,6 @@ def set_cpu_threads(num_workers: int, threads: int | None = None) -> int | None:
     dataloader workers (at least 1). On a 2-core machine an oversubscribed torch
     (2 compute threads + 2 workers) made a training step >10x slower.
     """
-    import torch
     if threads is None:
         if torch.cuda.is_available() or 'OMP_NUM_THREADS' in os.environ:
             return None

@@ -5,6 +5,7 @@ import os
 import os.path as osp
 from typing import Optional
 
+import cv2
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -94,7 +95,6 @@ class CIMVisualizationHook(Hook):
 
 def save_png(image_rgb, path: str) -> None:
     """Write an ``[H, W, 3]`` uint8 RGB image."""
-    import cv2
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
     if not cv2.imwrite(path, image_rgb[..., ::-1].copy()):

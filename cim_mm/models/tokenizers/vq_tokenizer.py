@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from mmengine import dist
 from mmengine.model import BaseModel
 from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
 
 from cim_mm.utils import safe_load
 from cim_mm.utils.errors import UserError
@@ -438,7 +439,6 @@ class VQTokenizer(BaseModel, BaseTokenizer):
         if mode == 'tensor':
             return self.reconstruct(x)[0]
         if mode == 'predict':
-            from mmpretrain.structures import DataSample
             rec, ids, _ = self.reconstruct(x)
             if data_samples is None:
                 data_samples = [DataSample() for _ in range(x.shape[0])]
