@@ -1,2 +1,2 @@
-from . import algorithms, generators, heads, necks, tokenizers  # noqa: F401
+from . import algorithms, backbones, generators, heads, necks, tokenizers  # noqa: F401
 from .data_preprocessors import CIMDataPreprocessor  # noqa: F401

@@ -100,6 +100,7 @@ model = dict(
         vocab_size=8192,
         temperature=1.0,  # sample from the softmax (unverified)
         backbone=dict(
+            type='SDPABEiTPretrainViT',  # + fused attention, same keys; 'BEiTPretrainViT': off
             arch=dict(embed_dims=384, num_layers=4, num_heads=6,
                       feedforward_channels=1536),
             img_size=img_size // 2,  # 112 px tokenizer view

@@ -14,7 +14,7 @@ model = dict(
         to_rgb=True,
         tokenizer_img_size=112),
     backbone=dict(
-        type='BEiTViT',
+        type='SDPABEiTViT',  # BEiTViT + fused attention, same keys; 'BEiTViT' to switch off
         arch='base',
         img_size=224,
         patch_size=16,
@@ -47,6 +47,7 @@ model = dict(
         vocab_size=8192,
         temperature=1.0,  # sample from the generator's softmax
         backbone=dict(
+            type='SDPABEiTPretrainViT',  # + fused attention, same keys; 'BEiTPretrainViT': off
             arch=dict(embed_dims=384, num_layers=4, num_heads=6,
                       feedforward_channels=1536),
             img_size=112,

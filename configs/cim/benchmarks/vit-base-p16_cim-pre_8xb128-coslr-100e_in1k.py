@@ -34,7 +34,7 @@ data_preprocessor = dict(
 
 model = dict(
     backbone=dict(
-        type='BEiTViT',  # mmpretrain's BEiT fine-tuning backbone (base config)
+        type='SDPABEiTViT',  # BEiTViT + fused attention, same keys; 'BEiTViT' to switch off
         arch='base',
         img_size=224,
         patch_size=16,
