@@ -593,8 +593,9 @@ def test_benchmark_configs():
                 assert VisionTransformer.arch_zoo[bb.arch]['embed_dims'] == 384
             if 'linear' not in name and bb.type in ('VisionTransformer', 'BEiTViT',
                                                     'SDPABEiTViT'):
-                assert cfg.optim_wrapper.constructor == \
-                    'LearningRateDecayOptimWrapperConstructor', name
+                assert cfg.optim_wrapper.constructor in (
+                    'LearningRateDecayOptimWrapperConstructor',
+                    'MergedLayerDecayOptimWrapperConstructor'), name
 
 
 PAPER_VIT = {

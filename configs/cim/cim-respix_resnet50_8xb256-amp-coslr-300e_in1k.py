@@ -132,6 +132,7 @@ optim_wrapper = dict(
     optimizer=dict(type='Lamb', lr=5e-3, weight_decay=0.02),
     clip_grad=dict(max_norm=3.0),  # BEiT v1's clip, for the generator
     paramwise_cfg=dict(
+        merge_groups=True,  # one param group per distinct lr / wd, not per tensor (off: False)
         norm_decay_mult=0.0,  # BN / LN weights
         bias_decay_mult=0.0,
         custom_keys={
