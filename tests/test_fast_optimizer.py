@@ -169,7 +169,10 @@ def test_resume_through_the_optimizer_state_gives_the_same_next_steps():
     resumed_model.load_state_dict(ckpt['state_dict'])
     resumed = _build(resumed_model, recipe['constructor'], recipe['optimizer'],
                      recipe['paramwise_cfg'], merge=True)
+    for group in ckpt['optimizer']['param_groups']:  # as if saved on another device
+        group.update(foreach=False, fused=None)
     resumed.load_state_dict(ckpt['optimizer'])
+    assert all(g['foreach'] for g in resumed.optimizer.param_groups)  # this run's choice
     _steps(model, wrapper, range(3, 6))
     _steps(resumed_model, resumed, range(3, 6))
     for p, q in zip(model.parameters(), resumed_model.parameters()):

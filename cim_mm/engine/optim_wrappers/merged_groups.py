@@ -14,7 +14,8 @@ before, so the updates are those of the per-tensor groups.
 
 Optimizer states of the two layouts do not fit each other: resuming a
 checkpoint saved with the other layout stops with one line saying which
-``merge_groups`` value resumes it.
+``merge_groups`` value resumes it. A resumed state keeps this run's
+``foreach`` / ``fused`` (a GPU checkpoint resumes on a CPU and back).
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ __all__ = ['MergeGroupsMixin', 'merge_param_groups', 'adam_implementation']
 #: keys of a param group that name its tensors, not how they are optimized
 _NOT_HYPER = ('params', 'param_name', 'param_names')
 _ADAMS = ('Adam', 'AdamW')
+#: group keys that choose the optimizer's implementation on this machine
+_IMPL_FLAGS = ('foreach', 'fused')
 
 
 def _hashable(value: Any) -> Hashable:
@@ -108,21 +111,25 @@ class MergeGroupsMixin:
             self.optimizer_cfg = dict(self.optimizer_cfg,
                                       **adam_implementation(self.optimizer_cfg, net))
         optim_wrapper = super().__call__(model)
-        optim_wrapper.optimizer.register_load_state_dict_pre_hook(self._check_layout)
+        optim_wrapper.optimizer.register_load_state_dict_pre_hook(self._fit_saved_state)
         return optim_wrapper
 
-    def _check_layout(self, optimizer: torch.optim.Optimizer,
-                      state_dict: dict) -> None:
-        """Refuse, in one line, an optimizer state of the other group layout."""
+    def _fit_saved_state(self, optimizer: torch.optim.Optimizer,
+                      state_dict: dict) -> dict:
+        """Refuse, in one line, an optimizer state of the other group layout;
+        keep this run's ``foreach`` / ``fused`` (how it runs here, not state)."""
         saved = [len(g['params']) for g in state_dict['param_groups']]
         now = [len(g['params']) for g in optimizer.param_groups]
-        if saved == now:
-            return
-        per_tensor = all(n == 1 for n in saved)
-        if self.merge_groups == per_tensor:  # the other layout, as far as can be seen
-            raise UserError(
-                f'the optimizer state of this checkpoint has {len(saved)} param groups for '
-                f'{sum(saved)} tensors, this config makes {len(now)} '
-                f'(paramwise_cfg.merge_groups={self.merge_groups}): resume it with '
-                '--cfg-options optim_wrapper.paramwise_cfg.merge_groups='
-                f'{not self.merge_groups}')
+        if saved != now:
+            per_tensor = all(n == 1 for n in saved)
+            if self.merge_groups == per_tensor:  # the other layout, as far as can be seen
+                raise UserError(
+                    f'the optimizer state of this checkpoint has {len(saved)} param groups '
+                    f'for {sum(saved)} tensors, this config makes {len(now)} '
+                    f'(paramwise_cfg.merge_groups={self.merge_groups}): resume it with '
+                    '--cfg-options optim_wrapper.paramwise_cfg.merge_groups='
+                    f'{not self.merge_groups}')
+            return state_dict  # torch's own error follows
+        groups = [{**g, **{k: cur[k] for k in _IMPL_FLAGS if k in cur}}
+                  for g, cur in zip(state_dict['param_groups'], optimizer.param_groups)]
+        return dict(state_dict, param_groups=groups)
