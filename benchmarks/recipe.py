@@ -32,17 +32,29 @@ def _strip_file_keys(obj: Any) -> Any:
     return obj
 
 
+#: classes that compute what another computes (the digest follows the maths, not the
+#: class): the ablation variant is CIM plus options that are in the config; the
+#: SDPA backbones are mmpretrain's BEiT backbones with fused attention
+SAME_MATHS = {'CIMAblation': 'CIM', 'SDPABEiTViT': 'BEiTViT',
+              'SDPABEiTPretrainViT': 'BEiTPretrainViT'}
+
+
+def _same_maths(obj: Any) -> Any:
+    """``obj`` with every ``type`` of :data:`SAME_MATHS` replaced by its plain class."""
+    if isinstance(obj, dict):
+        return {k: (SAME_MATHS.get(v, v) if k == 'type' and isinstance(v, str)
+                    else _same_maths(v)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_same_maths(v) for v in obj]
+    return obj
+
+
 def recipe_digest(spec: Any, scale: Any) -> str:
     """12 hex digits of SHA-256 over the spec's model, pipeline, evaluation
     backbone and optimizer options and the scale's optimizer and schedule
     (canonical JSON: sorted keys, tuples as lists, other objects by ``repr``);
     equal recipes give equal digests."""
-    model = spec.model
-    if model is not None and model.get('type') == 'CIMAblation':
-        # the ablation variant is CIM plus its options: the digest follows the
-        # maths (the options are in the config), not the class that holds them
-        model = dict(model, type='CIM')
-    recipe = dict(model=model, pipeline=spec.pipeline,
+    recipe = dict(model=_same_maths(spec.model), pipeline=spec.pipeline,
                   eval_backbone=spec.eval_backbone, optim_options=spec.optim_options,
                   optim_wrapper=scale.optim_wrapper, warmup_frac=scale.warmup_frac,
                   min_lr_ratio=scale.min_lr_ratio)

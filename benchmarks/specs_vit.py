@@ -89,7 +89,8 @@ def _simmim(scale: Scale) -> MethodSpec:
 
 def _beit(scale: Scale) -> MethodSpec:
     bb = scale.backbone_common()
-    bb.update(type='BEiTPretrainViT', final_norm=True, out_type='raw', **_beit_kwargs())
+    # fused attention (SDPA), the same maths as mmpretrain's BEiTPretrainViT
+    bb.update(type='SDPABEiTPretrainViT', final_norm=True, out_type='raw', **_beit_kwargs())
     model = dict(
         type='BEiT',
         data_preprocessor=dict(type='TwoNormDataPreprocessor', mean=scale.mean,

@@ -73,7 +73,8 @@ def registry_target(kind: str, cfg: dict, description: str,
     registry = _registry(kind)
     with _scope(kind):
         probe = registry.build(copy.deepcopy(cfg))
-    from_mmpretrain = type(probe).__module__.startswith('mmpretrain')
+    # mmpretrain's classes and ours built on them (e.g. SDPABEiTViT): mmpretrain keys
+    from_mmpretrain = any(c.__module__.startswith('mmpretrain') for c in type(probe).__mro__)
     is_vit = any(k.startswith('patch_embed.') for k in probe.state_dict())
     if is_vit:
         family = 'mmseg_vit' if (kind == 'mmseg' and type(probe).__name__ == 'VisionTransformer'

@@ -108,6 +108,7 @@ model = dict(
         # BEiTMaskGenerator's num_masking_patches, which it masks exactly. None: all tokens
         num_masked=75,
         backbone=dict(
+            type='SDPABEiTPretrainViT',  # + fused attention, same keys; 'BEiTPretrainViT': off
             arch=dict(embed_dims=384, num_layers=4, num_heads=6,
                       feedforward_channels=1536),
             img_size=img_size // 2,  # 112 px tokenizer view
@@ -139,6 +140,7 @@ optim_wrapper = dict(
     optimizer=dict(type='Lamb', lr=5e-3, weight_decay=0.02),
     clip_grad=dict(max_norm=3.0),  # BEiT v1's clip, for the generator
     paramwise_cfg=dict(
+        merge_groups=True,  # one param group per distinct lr / wd, not per tensor (off: False)
         norm_decay_mult=0.0,  # BN / LN weights
         bias_decay_mult=0.0,
         custom_keys={

@@ -609,9 +609,11 @@ def test_benchmark_configs():
             if 'vit-small' in name:  # mmpretrain's 'small' is NOT ViT-S/16
                 from mmpretrain.models.backbones import VisionTransformer
                 assert VisionTransformer.arch_zoo[bb.arch]['embed_dims'] == 384
-            if 'linear' not in name and bb.type in ('VisionTransformer', 'BEiTViT'):
-                assert cfg.optim_wrapper.constructor == \
-                    'LearningRateDecayOptimWrapperConstructor', name
+            if 'linear' not in name and bb.type in ('VisionTransformer', 'BEiTViT',
+                                                    'SDPABEiTViT'):
+                assert cfg.optim_wrapper.constructor in (
+                    'LearningRateDecayOptimWrapperConstructor',
+                    'MergedLayerDecayOptimWrapperConstructor'), name
 
 
 PAPER_VIT = {

@@ -177,7 +177,7 @@ def test_mmpretrain_beit_layer_drops_the_ffn_branch_twice_and_the_switch_once():
 
 def _beit_backbones(node, path=''):
     if isinstance(node, dict):
-        if str(node.get('type', '')).split('.')[-1] == 'BEiTViT':
+        if str(node.get('type', '')).split('.')[-1] in ('BEiTViT', 'SDPABEiTViT'):
             yield path, node
         for k, v in node.items():
             yield from _beit_backbones(v, f'{path}.{k}')

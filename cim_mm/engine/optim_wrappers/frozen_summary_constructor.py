@@ -4,7 +4,8 @@ mmengine's ``DefaultOptimWrapperConstructor`` with a ``paramwise_cfg`` logs one
 warning per parameter tensor with ``requires_grad=False``: for CIM that is
 every tensor of the frozen tokenizer (~100 lines for the DALL-E dVAE) at each
 start. This constructor builds the same parameter groups and logs one line per
-top-level module that holds frozen tensors instead.
+top-level module that holds frozen tensors instead. ``paramwise_cfg.merge_groups``
+merges the groups of equal hyper-parameters (``merged_groups.py``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+from .merged_groups import MergeGroupsMixin
 
 _SKIPPED = 'is skipped since its requires_grad=False'
 
@@ -50,10 +53,11 @@ def frozen_by_module(model: nn.Module) -> dict[str, tuple[int, int]]:
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
-class FrozenSummaryOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+class FrozenSummaryOptimWrapperConstructor(MergeGroupsMixin, DefaultOptimWrapperConstructor):
     """``DefaultOptimWrapperConstructor`` (same groups, same ``paramwise_cfg``)
     that logs ``optimizer: tokenizer is frozen (97 tensors, 53.80 M values),
-    not optimized`` once instead of one warning per frozen tensor."""
+    not optimized`` once instead of one warning per frozen tensor;
+    ``paramwise_cfg.merge_groups=True``: one group per distinct hyper-parameters."""
 
     def add_params(self, params: list, module: nn.Module, prefix: str = '',
                    is_dcn_module=None) -> None:

@@ -14,7 +14,7 @@ model = dict(
         to_rgb=True,
         tokenizer_img_size=112),
     backbone=dict(
-        type='BEiTViT',
+        type='SDPABEiTViT',  # BEiTViT + fused attention, same keys; 'BEiTViT' to switch off
         arch='base',
         img_size=224,
         patch_size=16,
@@ -50,6 +50,7 @@ model = dict(
         # BEiTMaskGenerator's num_masking_patches, which it masks exactly. None: all tokens
         num_masked=75,
         backbone=dict(
+            type='SDPABEiTPretrainViT',  # + fused attention, same keys; 'BEiTPretrainViT': off
             arch=dict(embed_dims=384, num_layers=4, num_heads=6,
                       feedforward_channels=1536),
             img_size=112,

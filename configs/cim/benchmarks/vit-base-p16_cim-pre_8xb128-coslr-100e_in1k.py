@@ -34,7 +34,7 @@ data_preprocessor = dict(
 
 model = dict(
     backbone=dict(
-        type='BEiTViT',  # mmpretrain's BEiT fine-tuning backbone (base config)
+        type='SDPABEiTViT',  # BEiTViT + fused attention, same keys; 'BEiTViT' to switch off
         arch='base',
         img_size=224,
         patch_size=16,
@@ -56,10 +56,12 @@ model = dict(
 # parameter's depth (BEiTViT.get_layer_depth)
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=4e-3, weight_decay=0.05, betas=(0.9, 0.999)),
-    constructor='LearningRateDecayOptimWrapperConstructor',
+    # mmpretrain's LearningRateDecayOptimWrapperConstructor + paramwise_cfg.merge_groups
+    constructor='MergedLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
         _delete_=True,
         layer_decay_rate=0.65,
+        merge_groups=True,  # one param group per layer and wd, AdamW fused on CUDA (off: False)
         custom_keys={
             '.ln': dict(decay_mult=0.0),
             '.bias': dict(decay_mult=0.0),

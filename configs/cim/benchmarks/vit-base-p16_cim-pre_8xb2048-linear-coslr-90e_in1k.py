@@ -25,7 +25,7 @@ model = dict(
         # with its shared relative position table copied into every (frozen)
         # layer by the converter, so nothing but the classifier trains
         _delete_=True,
-        type='BEiTViT',
+        type='SDPABEiTViT',  # BEiTViT + fused attention, same keys; 'BEiTViT' to switch off
         arch='base',
         img_size=224,
         patch_size=16,

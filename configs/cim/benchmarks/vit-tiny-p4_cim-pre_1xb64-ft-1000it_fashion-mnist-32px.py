@@ -82,9 +82,11 @@ max_iters = 1000
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LearningRateDecayOptimWrapperConstructor',
+    # mmpretrain's LearningRateDecayOptimWrapperConstructor + paramwise_cfg.merge_groups
+    constructor='MergedLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
         layer_decay_rate=0.75,
+        merge_groups=True,  # one param group per layer and wd, AdamW foreach on CPU (off: False)
         custom_keys={
             '.ln': dict(decay_mult=0.0),
             '.bias': dict(decay_mult=0.0),
