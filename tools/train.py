@@ -23,7 +23,8 @@ import cim_mm  # noqa: E402,F401  (registers the CIM modules)
 from cim_mm.compat import apply_all  # noqa: E402
 from cim_mm.utils.warning_filters import (filter_third_party_logs,  # noqa: E402
                                           filter_third_party_warnings)
-from cim_mm.engine.optim_wrappers.amp_fallback import amp_to_plain  # noqa: E402
+from cim_mm.engine.optim_wrappers.amp_fallback import (accelerator_available,  # noqa: E402
+                                                       amp_to_plain)
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.config_check import check_config  # noqa: E402
 from cim_mm.utils.cpu_threads import set_cpu_threads  # noqa: E402
@@ -109,6 +110,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.cfg_options is not None:  # first, so loader fix-ups below see them
         cfg.merge_from_dict(args.cfg_options)
     amp_to_fp32_without_accelerator(cfg)
+    accelerator = accelerator_available()
     default_loader = ConfigDict(pin_memory=True, persistent_workers=True,
                                 collate_fn=dict(type='default_collate'))
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -118,7 +120,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         loader.update(cfg[field])
         if loader.get('num_workers', 0) == 0:
             loader['persistent_workers'] = False
-        if args.no_pin_memory:
+        if args.no_pin_memory or not accelerator:  # pinned memory only serves a device
             loader['pin_memory'] = False
         if args.no_persistent_workers:
             loader['persistent_workers'] = False

@@ -21,6 +21,8 @@ THIRD_PARTY_WARNINGS: list[tuple[str, type[Warning]]] = [
     (r'.*instance named of .* has been created, the method `get_instance`', UserWarning),
     # mmpretrain's MNIST / Fashion-MNIST labels under numpy 2 (np.array(copy=False) API)
     (r"__array__ implementation doesn't accept a copy keyword", DeprecationWarning),
+    # mmpretrain's MNIST / Fashion-MNIST reader turns a read-only numpy buffer into a tensor
+    (r'The given NumPy array is not writable', UserWarning),
     # mmcv's adjust_brightness / adjust_contrast with the pillow backend (beta unused)
     (r"Only use 'alpha' for pillow backend", UserWarning),
     # mmseg's own deprecation notices about its API (losses, loading, hooks, optimizers)
