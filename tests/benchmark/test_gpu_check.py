@@ -108,7 +108,8 @@ def test_dry_run_names_every_fast_path_switch_as_on(dry_run):
     on = res['summary']['switches_on']
     for m, want in EXPECTED_ON.items():
         assert want <= set(on[m]), (m, res['steps'][m]['switches'])
-        assert on[f'{m}@large_batch'] == on[m] if m in LARGE_BATCH_METHODS else True
+        if m in LARGE_BATCH_METHODS:  # the same switches (compile: traced once, first)
+            assert set(on[f'{m}@large_batch']) | {'compile'} == set(on[m]) | {'compile'}
     sw = res['steps']['cim-respix']['switches']
     assert sw['num_masked'] == 'on: 6'  # the toy mask's count, not the recipe's 75
     assert sw['merge_groups'].startswith('on: 2 param groups')
