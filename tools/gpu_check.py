@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from benchmarks.gpu_check.check import STAGES
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--dry-run', action='store_true',
-                   help='every stage at toy size on the CPU (CI; < 1 min)')
+                   help='every stage at toy size on the CPU (CI; ~1 min on idle cores)')
     p.add_argument('--out', default=None,
                    help='folder for results.json / results.md (default: docs/gpu, '
                    'or a temporary folder with --dry-run)')
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help='the card\'s dense bf16 peak for MFU (default: H100 SXM5, '
                    f'{H100_SXM_BF16_DENSE_TFLOPS}; H100 PCIe: 756)')
     p.add_argument('--budget-s', type=float, default=None,
-                   help='total seconds for the stages (default 420; 170 dry run)')
+                   help='total seconds for the stages (default 440; 170 dry run)')
     p.add_argument('--dalle-dir', default=None,
                    help='folder with real encoder.pkl / decoder.pkl (default: random '
                    'weights in the official format, written on the fly)')

@@ -5,7 +5,7 @@
 #   bash tools/gpu_check.sh --pack-deps [DEST]
 #
 # Full run: one GPU, at most 8 minutes (hard cap), results in docs/gpu (or --out).
-# --dry-run: every stage at toy size on the CPU (< 1 min), results in a temp folder.
+# --dry-run: every stage at toy size on the CPU (~1 min idle), results in a temp folder.
 # --pack-deps: run where the project's .venv is; copies the pure-Python packages
 #   a bare GPU machine lacks (mmengine, mmcv without ops, mmpretrain, dall_e, ...;
 #   ~11 MB) to DEST (default work_dirs/gpu_deps, git-ignored) to carry there.

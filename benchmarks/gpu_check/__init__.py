@@ -1,7 +1,10 @@
 """The GPU check (``tools/gpu_check.sh``).
 
-On one GPU (H100), in at most 8 minutes: step time, counted-FLOP MFU and peak
-memory of CIM-ResPix, CIM-RevDet, BEiT v1 (same DALL-E tokenizer) and MAE on
+On one GPU (H100), in at most 8 minutes, the steps as the recipes configure
+them (fast path on: recipe optimizer, CompileBlocksHook, cudnn.benchmark):
+step time at batch 128 and 256, MFU on the plain step's counted FLOPs, host
+syncs per step, compile time and peak memory of CIM-ResPix, CIM-RevDet, the
+ResNet-50 CIM recipe, BEiT v1 (same DALL-E tokenizer, same fixes) and MAE on
 ViT-B/16 at 224 px in bf16; the images/s the recipe's JPEG loader sustains;
 max |bf16 - fp32| of the DALL-E decode; AMP kill-and-resume through
 ``tools/train.py``. ``--dry-run`` runs every stage at toy size on a CPU.
@@ -9,7 +12,9 @@ max |bf16 - fp32| of the DALL-E decode; AMP kill-and-resume through
 * :mod:`.settings` -- sizes, budgets, targets (full / toy);
 * :mod:`.assets`   -- official-format DALL-E files, a folder of JPEGs;
 * :mod:`.models`   -- the methods' model / loader / optimizer configs;
-* :mod:`.steps`    -- one method's step time, FLOPs, MFU, memory;
+* :mod:`.fast_path` -- the recipes' speed settings applied, switches read back;
+* :mod:`.steps`    -- one method's step time, FLOPs, MFU, host syncs, memory;
+* :mod:`.syncs`    -- host syncs of a step (dispatch mode; CUDA sync debug);
 * :mod:`.stages`   -- matmul ceiling, loader, decode precision;
 * :mod:`.resume`, :mod:`.hooks` -- the kill-and-resume run;
 * :mod:`.check`    -- the stages in order, with time limits;

@@ -28,15 +28,18 @@ from . import stages
 from .context import REPO_ROOT, CheckContext
 from .models import synthetic_batch
 from .resume import amp_resume
-from .settings import METHODS, CheckSettings
+from .settings import LARGE_BATCH_METHODS, METHODS, CheckSettings
 from .steps import time_method
 
-STAGES = ('assets', 'matmul', 'loader', *METHODS, 'decode', 'amp_resume',
-          'tokenizer_channels_last')
+# in order of what matters most, should the budget run out: the CIM-ResPix /
+# BEiT v1 pair at both batch sizes first, the reference peers last
+STAGES = ('assets', 'matmul', 'loader', 'cim-respix', 'beit', 'large_batch',
+          'cim-resnet50', 'decode', 'amp_resume', 'cim-revdet', 'mae')
+assert set(METHODS) <= set(STAGES)
 # without these, nothing after can run
 ESSENTIAL = ('assets', )
 # these run on the batch the loader stage keeps
-BATCH_STAGES = (*METHODS, 'decode', 'tokenizer_channels_last')
+BATCH_STAGES = (*METHODS, 'large_batch', 'decode')
 
 
 class StageTimeout(Exception):
@@ -86,22 +89,27 @@ def _run(cmd: list[str]) -> Optional[str]:
         return None
 
 
-def _stage_fns(ctx: CheckContext, dalle_dir: Optional[str]) -> dict[str, Callable]:
+def _stage_fns(ctx: CheckContext, dalle_dir: Optional[str], res: dict) -> dict[str, Callable]:
     fns: dict[str, Callable] = dict(
         assets=lambda: stages.assets(ctx, dalle_dir),
         matmul=lambda: stages.matmul(ctx),
         loader=lambda: stages.loader(ctx),
         decode=lambda: stages.decode(ctx),
         amp_resume=lambda: amp_resume(ctx),
-        tokenizer_channels_last=lambda: _channels_last(ctx))
+        large_batch=lambda: _large_batch(ctx, res))
     for m in METHODS:
         fns[m] = (lambda m=m: time_method(ctx, m, breakdown=m == 'cim-respix'))
     return fns
 
 
-def _channels_last(ctx: CheckContext) -> dict:
-    out = time_method(ctx, 'cim-respix', tokenizer_channels_last=True, count=False)
-    out.pop('losses', None)
+def _large_batch(ctx: CheckContext, res: dict) -> dict:
+    """CIM-ResPix and BEiT v1 at ``settings.large_batch``; each method's
+    figures go into ``res['large_batch']`` as soon as they are there, so a
+    stage stopped at its limit keeps the first."""
+    out = res.setdefault('large_batch', {})
+    out.clear()
+    for m in LARGE_BATCH_METHODS:
+        out[m] = time_method(ctx, m, batch_size=ctx.settings.large_batch)
     return out
 
 
@@ -144,7 +152,7 @@ def run_check(settings: CheckSettings, out_dir: str, dalle_dir: Optional[str] = 
     need_batch = only is not None and any(o in BATCH_STAGES for o in only)
     wanted = [s for s in STAGES if only is None or s in only or s in ESSENTIAL
               or (s == 'loader' and need_batch)]
-    fns = _stage_fns(ctx, dalle_dir)
+    fns = _stage_fns(ctx, dalle_dir, res)
     try:
         for name in wanted:
             left = deadline - time.perf_counter()
@@ -163,11 +171,6 @@ def run_check(settings: CheckSettings, out_dir: str, dalle_dir: Optional[str] = 
                     ctx.notes.append('the loader stage failed: the steps ran on random '
                                      'images and masks (synthetic batch)')
                 _run_stage(name, fns[name], limit, rec, res, ctx, log)
-            if name == 'tokenizer_channels_last' and rec['ok']:
-                base, cl = res['steps'].get('cim-respix'), res[name]
-                if base:  # per image: the batch may have been halved in between
-                    res[name]['speedup'] = (base['step_s'] / base['batch_size']) / (
-                        cl['step_s'] / cl['batch_size'])
             res['summary'] = R.summarise(res)
             res['wall_s'] = time.perf_counter() - t_start
             R.write(res, out_dir)
@@ -212,13 +215,21 @@ def _run_stage(name: str, fn: Callable, limit: float, rec: dict, res: dict,
         log(f'gpu_check | {name} ok in {rec["seconds"]:.1f} s: {_brief(name, res)}')
 
 
+def _brief_step(x: dict) -> str:
+    mfu, comp = x.get('mfu'), x.get('compile_s')
+    return (f"batch {x['batch_size']}, {x['step_s']:.4f} s/step, "
+            f"{x['img_per_s']:.1f} img/s, peak {x['peak_mem_mb']:.0f} MB"
+            + (f', MFU {100 * mfu:.1f} %' if mfu is not None else '')
+            + f", {x['host_syncs_per_step']} host syncs"
+            + (f', compile {comp:.1f} s' if comp is not None else ''))
+
+
 def _brief(name: str, res: dict) -> str:
     x = res['steps'].get(name) if name in METHODS else res.get(name)
-    if name in METHODS or name == 'tokenizer_channels_last':
-        mfu = x.get('mfu')
-        return (f"batch {x['batch_size']}, {x['step_s']:.4f} s/step, "
-                f"{x['img_per_s']:.1f} img/s, peak {x['peak_mem_mb']:.0f} MB"
-                + (f', MFU {100 * mfu:.1f} %' if mfu is not None else ''))
+    if name in METHODS:
+        return _brief_step(x)
+    if name == 'large_batch':
+        return '; '.join(f'{m}: {_brief_step(v)}' for m, v in x.items())
     if name == 'loader':
         return f"{x['img_per_s']:.1f} img/s with {x['num_workers']} workers"
     if name == 'matmul':

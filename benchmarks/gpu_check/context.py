@@ -11,7 +11,6 @@ from ..paths import REPO_ROOT
 from .settings import CheckSettings
 
 
-
 @dataclass
 class CheckContext:
     """Settings, device, scratch folder and what earlier stages left.
@@ -31,6 +30,9 @@ class CheckContext:
     batch: Optional[dict] = None
     batch_size: int = 0
     notes: list = field(default_factory=list)
+    # off CUDA the compile path (backend eager) is traced once, for the first
+    # method timed; later ones only resolve what they would compile
+    compile_traced: bool = False
 
     @property
     def is_cuda(self) -> bool:

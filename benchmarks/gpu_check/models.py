@@ -6,8 +6,11 @@ The four methods are built exactly as the benchmark builds them
 paper recipes' models (``configs/cim/cim-*_vit-base-p16_*_in1k.py``), BEiT v1
 is mmpretrain's ``BEiT`` (``BEiTPretrainViT`` + ``BEiTV1Head``) whose targets
 come from the *same* DALL-E tokenizer, MAE is mmpretrain's ``MAE`` with the
-same ViT-B/16. The loader is the recipe's ``train_dataloader`` (its pipeline,
-sampler, collate, workers) pointed at a folder of JPEGs.
+same ViT-B/16; CIM-ResPix-R50 is the ResNet-50 recipe's model
+(``configs/cim/cim-respix_resnet50_*_in1k.py``: ResNet-50 enhancer, the same
+generator and tokenizer) with its own optimizer (LAMB). The loader is the
+recipe's ``train_dataloader`` (its pipeline, sampler, collate, workers)
+pointed at a folder of JPEGs.
 
 ``toy=True`` shrinks every model to the dry run's sizes
 (:data:`~.settings.TOY_VIT`, :data:`~.settings.TOY_DALLE`, 64 px, 4x4 grid).
@@ -19,15 +22,25 @@ import os.path as osp
 from typing import Any
 
 import torch
+from mmengine.config import Config
 
 from cim_mm.engine.optim_wrappers.amp_fallback import amp_to_plain
 
+from ..paths import REPO_ROOT
 from .settings import TOY_DALLE, TOY_GENERATOR, TOY_VIT
 
 RECIPE = 'configs/cim/cim-respix_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'
+RESNET_RECIPE = 'configs/cim/cim-respix_resnet50_8xb256-amp-coslr-300e_in1k.py'
+RESNET_METHOD = 'cim-resnet50'
+# the toy ResNet-50: 16 base channels (C4 256, C5 512 channels), a 32-channel neck
+TOY_RESNET_BASE, TOY_NECK = 16, 32
 TOY_IMG, TOY_TOK_IMG, TOY_GRID = 64, 32, 4
 TOY_MASK = dict(type='BEiTMaskGenerator', input_size=(TOY_GRID, TOY_GRID),
                 num_masking_patches=6, max_num_patches=None, min_num_patches=2)
+
+
+def _recipe(path: str) -> Config:
+    return Config.fromfile(osp.join(REPO_ROOT, path))
 
 
 def build_gpu_scale(dalle_dir: str, batch_size: int, toy: bool):
@@ -39,7 +52,28 @@ def build_gpu_scale(dalle_dir: str, batch_size: int, toy: bool):
         raise FileNotFoundError(f'no encoder.pkl / decoder.pkl in {dalle_dir}')
     if toy:
         _shrink(scale)
+    scale.cim_configs[RESNET_METHOD] = RESNET_RECIPE
+    scale.cim_models[RESNET_METHOD] = _resnet_model(scale, toy)
     return scale
+
+
+def _resnet_model(scale, toy: bool) -> dict:
+    """The ResNet-50 recipe's model dict with the scale's tokenizer files
+    (and, when ``toy``, the toy sizes: narrow ResNet-50, toy generator)."""
+    model = _recipe(RESNET_RECIPE).model.to_dict()
+    model['tokenizer'] = copy.deepcopy(scale.tokenizer)
+    if toy:
+        base = TOY_RESNET_BASE
+        model['backbone'].update(base_channels=base, stem_channels=base)
+        model['neck'].update(in_channels=(base * 16, base * 32), out_channels=TOY_NECK,
+                             out_size=(TOY_GRID, TOY_GRID))
+        model['head']['in_channels'] = TOY_NECK
+        model['data_preprocessor']['tokenizer_img_size'] = TOY_TOK_IMG
+        gen = model['generator']
+        gen.update(vocab_size=TOY_DALLE['vocab_size'],
+                   num_masked=TOY_MASK['num_masking_patches'])
+        gen['backbone'].update(arch=dict(TOY_GENERATOR), img_size=TOY_TOK_IMG)
+    return model
 
 
 def _shrink(scale) -> None:
@@ -59,34 +93,56 @@ def _shrink(scale) -> None:
         model['data_preprocessor']['tokenizer_img_size'] = TOY_TOK_IMG
         gen = model['generator']
         gen['vocab_size'] = TOY_DALLE['vocab_size']
+        if gen.get('num_masked') is not None:  # = the toy mask's exact count
+            gen['num_masked'] = TOY_MASK['num_masking_patches']
         gen['backbone'].update(arch=dict(TOY_GENERATOR), img_size=TOY_TOK_IMG)
+
+
+def speed_recipe(scale, method: str) -> str:
+    """The recipe file whose ``env_cfg`` and ``CompileBlocksHook`` ``method``
+    runs with: its own for the CIM recipes, the ViT CIM-ResPix recipe's for
+    the peers (BEiT v1, MAE), which get the same fixes."""
+    return scale.cim_configs.get(method, RECIPE)
 
 
 def model_config(scale, method: str) -> dict:
     """The mmpretrain model dict of ``method`` at ``scale``."""
     from benchmarks.specs import build_spec
+    if method == RESNET_METHOD:
+        return copy.deepcopy(scale.cim_models[method])
     return copy.deepcopy(build_spec(method, scale).model)
 
 
 def build_model(scale, method: str, device: torch.device):
-    """Built, initialised, on ``device``, in train mode."""
+    """Built, initialised, on ``device``, in train mode; SyncBN as BN (what
+    the Runner does outside a distributed run)."""
     import benchmarks.models.adapters  # noqa: F401  (BEiT's TokenizerTargetGenerator)
+    from mmengine.model import revert_sync_batchnorm
     from mmpretrain.registry import MODELS
-    model = MODELS.build(model_config(scale, method))
+    model = revert_sync_batchnorm(MODELS.build(model_config(scale, method)))
     model.init_weights()
     model.to(device)
     model.train()
     return model
 
 
-def build_optim_wrapper(model, scale, device: torch.device):
-    """The recipe's optimizer wrapper (``AmpOptimWrapper``, bf16, AdamW, clip 3);
-    plain fp32 ``OptimWrapper`` off CUDA (mmengine 0.10.7 refuses AMP there)."""
+def optim_config(scale, method: str) -> dict:
+    """The optimizer wrapper config of ``method``'s recipe, as written: the ViT
+    recipe's (AdamW) for the ViT methods, the ResNet-50 recipe's (LAMB) for it."""
+    if method == RESNET_METHOD:
+        return _recipe(RESNET_RECIPE).optim_wrapper.to_dict()
+    return copy.deepcopy(scale.optim_wrapper)
+
+
+def build_optim_wrapper(model, scale, device: torch.device, method: str = 'cim-respix'):
+    """The recipe's optimizer wrapper (``AmpOptimWrapper``, bf16, its constructor
+    and ``paramwise_cfg``: merged groups, fused AdamW on CUDA); plain fp32
+    ``OptimWrapper`` off CUDA (mmengine 0.10.7 refuses AMP there)."""
     import logging
 
     from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper as _build
-    cfg = copy.deepcopy(scale.optim_wrapper)
+    cfg = optim_config(scale, method)
     amp_to_plain(cfg, accelerator=torch.device(device).type == 'cuda')
     logger = MMLogger.get_current_instance()
     level = logger.level
@@ -100,7 +156,6 @@ def build_optim_wrapper(model, scale, device: torch.device):
 def recipe_loader_config(repo_root: str, data_root: str, batch_size: int,
                          num_workers: int, toy: bool) -> dict:
     """The recipe's ``train_dataloader`` reading ``data_root`` (a JPEG folder)."""
-    from mmengine.config import Config
     cfg = Config.fromfile(osp.join(repo_root, RECIPE))
     loader: dict[str, Any] = cfg.train_dataloader.to_dict()
     dataset = dict(loader['dataset'])
@@ -127,13 +182,17 @@ def _toy_transform(t: dict) -> dict:
 
 
 def method_batch(batch: dict, method: str, n: int) -> dict:
-    """The first ``n`` images of a CIM loader batch, as ``method`` takes them.
+    """The first ``n`` images of a CIM loader batch, as ``method`` takes them
+    (the batch repeated when it holds fewer than ``n``: the large batch).
 
     CIM / MAE: ``inputs`` ``[n, 3, H, W]`` uint8 (+ masks, unused by MAE);
     BEiT v1: the same crop twice (``[img, img]``: ViT view, tokenizer view).
     """
-    inputs = batch['inputs'][:n]
-    samples = batch['data_samples'][:n]
+    inputs, samples = batch['inputs'], list(batch['data_samples'])
+    reps = -(-n // len(samples))  # ceil
+    if reps > 1:
+        inputs, samples = inputs.repeat(reps, 1, 1, 1), samples * reps
+    inputs, samples = inputs[:n], samples[:n]
     if method == 'beit':
         inputs = [inputs, inputs]
     return dict(inputs=inputs, data_samples=samples)

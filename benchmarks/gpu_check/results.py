@@ -2,27 +2,54 @@
 
 :data:`REQUIRED` lists every figure a complete run has (dotted paths into
 results.json); ``tests/test_gpu_check.py`` asserts each is there and finite.
+The "before" row is the first H200 run, eager, before the fast path
+(:data:`BEFORE`, a copy of that run's results.json), read, never rerun.
 """
 from __future__ import annotations
 
+import json
 import math
 import os.path as osp
 from typing import Any, Optional
 
 from ..io import write_json
-from .settings import METHODS
+from ..paths import REPO_ROOT
+from .settings import LARGE_BATCH_METHODS, METHODS
 
 LABELS = {'cim-respix': 'CIM-ResPix', 'cim-revdet': 'CIM-RevDet', 'beit': 'BEiT v1',
-          'mae': 'MAE'}
+          'mae': 'MAE', 'cim-resnet50': 'CIM-ResPix R50'}
 STEP_FIELDS = ('batch_size', 'step_s', 'img_per_s', 'flops_per_step', 'gflops_per_img',
-               'tflops_per_s', 'mfu', 'peak_mem_mb')
+               'tflops_per_s', 'mfu', 'plain_gflops_per_img', 'host_syncs_per_step',
+               'peak_mem_mb')
 REQUIRED = (
     ['matmul.tflops', 'loader.img_per_s', 'decode.max_abs_diff_bf16_fp32',
      'decode.fp32_under_autocast_max_diff', 'decode.ids_agree', 'amp_resume.equal',
      'amp_resume.max_rel_diff', 'summary.cim_respix_over_beit',
      'summary.cim_revdet_over_beit', 'summary.flops_cim_respix_over_beit',
-     'summary.mfu_cim_respix', 'summary.loader_over_cim_step', 'summary.loader_feeds_cim']
-    + [f'steps.{m}.{f}' for m in METHODS for f in STEP_FIELDS])
+     'summary.mfu_cim_respix', 'summary.loader_over_cim_step', 'summary.loader_feeds_cim',
+     'summary.large_batch_cim_respix_over_beit', 'summary.mfu_cim_respix_large_batch']
+    + [f'steps.{m}.{f}' for m in METHODS for f in STEP_FIELDS]
+    + [f'large_batch.{m}.{f}' for m in LARGE_BATCH_METHODS for f in STEP_FIELDS])
+#: the first H200 run (eager, before the fast path): the "before" row
+BEFORE = osp.join(REPO_ROOT, 'docs', 'gpu', 'before', 'results.json')
+
+
+def before_row(path: str = BEFORE) -> Optional[dict]:
+    """The before figures from ``path`` (None when the file is not there)."""
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        r = json.load(f)
+    st, ld = r.get('steps', {}), r.get('loader', {})
+    cim, beit = st.get('cim-respix', {}), st.get('beit', {})
+    return dict(device=r.get('device', {}).get('name'),
+                commit=r.get('device', {}).get('commit'), date=r.get('date'),
+                batch_size=cim.get('batch_size'), cim_step_s=cim.get('step_s'),
+                cim_img_per_s=cim.get('img_per_s'), cim_mfu=cim.get('mfu'),
+                beit_step_s=beit.get('step_s'),
+                cim_over_beit=_ratio(cim, beit, 'step_s'),
+                loader_img_per_s=ld.get('img_per_s'), loader_workers=ld.get('num_workers'),
+                source=osp.relpath(path, REPO_ROOT))
 
 
 def get(d: dict, dotted: str) -> Any:
@@ -71,10 +98,23 @@ def summarise(results: dict) -> dict:
     if cim and loader.get('img_per_s'):
         out['loader_over_cim_step'] = loader['img_per_s'] / cim['img_per_s']
         out['loader_feeds_cim'] = loader['img_per_s'] >= cim['img_per_s']
-    ref = s.get('cpu_counted_gflops') or {}
-    dev = {k: st[k]['gflops_per_img'] / v - 1 for k, v in ref.items()
-           if st.get(k, {}).get('gflops_per_img')}
-    out['flops_vs_cpu_count'] = max(dev.values(), key=abs) if dev else None
+    # the fast path's counted work against the plain step's (< 0: work saved)
+    out['flops_vs_plain'] = {k: x['gflops_per_img'] / x['plain_gflops_per_img'] - 1
+                             for k, x in st.items() if x.get('plain_gflops_per_img')}
+    out['loader_over_step'] = {k: loader['img_per_s'] / x['img_per_s']
+                               for k, x in st.items() if loader.get('img_per_s')}
+    big = results.get('large_batch') or {}
+    out['large_batch_cim_respix_over_beit'] = _ratio(big.get('cim-respix'), big.get('beit'),
+                                                     'step_s')
+    out['mfu_cim_respix_large_batch'] = (big.get('cim-respix') or {}).get('mfu')
+    if loader.get('img_per_s') and big.get('cim-respix'):
+        out['loader_over_step']['cim-respix@large_batch'] = (
+            loader['img_per_s'] / big['cim-respix']['img_per_s'])
+    # per method, the fast-path switches found on in what was built and run
+    out['switches_on'] = {k: sorted(n for n, v in (x.get('switches') or {}).items()
+                                    if str(v).startswith('on'))
+                          for k, x in {**st, **{f'{m}@large_batch': v
+                                                for m, v in big.items()}}.items()}
     r, m = out['cim_respix_over_beit'], out['mfu_cim_respix']
     out['targets'] = {
         f"CIM-ResPix step / BEiT v1 step <= {s['target_ratio']}":
@@ -82,6 +122,9 @@ def summarise(results: dict) -> dict:
         f"MFU of the CIM-ResPix step >= {100 * s['target_mfu']:.0f} %":
             None if m is None else m >= s['target_mfu'],
         'loader images/s >= CIM-ResPix step images/s': out['loader_feeds_cim'],
+        f"CIM-ResPix step / BEiT v1 step <= {s['target_ratio']} at the large batch":
+            None if out['large_batch_cim_respix_over_beit'] is None
+            else out['large_batch_cim_respix_over_beit'] <= s['target_ratio'],
         'AMP kill-and-resume gives the uninterrupted losses':
             (results.get('amp_resume') or {}).get('equal'),
     }
@@ -129,40 +172,69 @@ def markdown(r: dict) -> str:
     sm = r.get('summary') or {}
     vals = [_f(sm.get('cim_respix_over_beit'), '.2f'), _f(sm.get('mfu_cim_respix'), pct=True),
             _f(sm.get('loader_over_cim_step'), '.2f') + ' x',
+            _f(sm.get('large_batch_cim_respix_over_beit'), '.2f'),
             _f((r.get('amp_resume') or {}).get('max_rel_diff'), '.2g') + ' max rel. diff']
     for (name, met), v in zip((sm.get('targets') or {}).items(), vals):
         lines.append(f'| {name} | {v} | {_f(met)} |')
-    lines += ['', f"Counted FLOPs per image, CIM-ResPix / BEiT v1: "
-              f"{_f(sm.get('flops_cim_respix_over_beit'), '.2f')} (expected: "
-              f"{s['flop_ratio_expected']}). CIM-RevDet / BEiT v1 step: "
-              f"{_f(sm.get('cim_revdet_over_beit'), '.2f')}."
-              + (f" Largest deviation of a counted figure from the CPU count of the same "
-                 f"step: {_f(sm['flops_vs_cpu_count'], pct=True)}."
-                 if sm.get('flops_vs_cpu_count') is not None else ''), '']
-    lines += ['## Training step (same batch of decoded JPEGs for every method)', '',
-              '| method | batch | step (s) | images/s | GFLOPs/image | TFLOP/s | MFU '
-              '| peak memory (MB) |', '|---|---|---|---|---|---|---|---|']
-    for m in METHODS:
-        x = (r.get('steps') or {}).get(m)
+    big = r.get('large_batch') or {}
+    lines += ['', f"CIM-ResPix / BEiT v1 step per image at batch {s.get('large_batch')}: "
+              f"{_f(sm.get('large_batch_cim_respix_over_beit'), '.2f')}. Counted FLOPs per "
+              f"image, CIM-ResPix / BEiT v1: {_f(sm.get('flops_cim_respix_over_beit'), '.2f')}"
+              f" (plain steps: {s['flop_ratio_expected']}). CIM-RevDet / BEiT v1 step: "
+              f"{_f(sm.get('cim_revdet_over_beit'), '.2f')}.", '']
+    lines += ['## Training step as the recipes configure it', '',
+              'Same batch of decoded JPEGs for every method (repeated for the large batch). '
+              'MFU: the plain step\'s counted FLOPs (no fast path) / step time / peak; '
+              '"counted": this step\'s own FLOPs. Compile time: the first step after '
+              "the recipe's CompileBlocksHook less a timed step, not in the step time. "
+              'Loader / step: the loader\'s images/s over the step\'s.', '',
+              '| method | batch | step (s) | images/s | loader / step | MFU | GFLOPs/image '
+              'plain / counted | host syncs / step | compile (s) | peak memory (MB) |',
+              '|---|---|---|---|---|---|---|---|---|---|']
+    bf = before_row()
+    if bf:
+        lines.append(
+            f"| before: CIM-ResPix, eager ({bf['device']}, {bf['commit']}) | "
+            f"{bf['batch_size']} | {_f(bf['cim_step_s'], '.4f')} | "
+            f"{_f(bf['cim_img_per_s'], '.1f')} | "
+            f"{_f(bf['loader_img_per_s'] / bf['cim_img_per_s'], '.2f')} "
+            f"({_f(bf['loader_img_per_s'], '.0f')} img/s, {bf['loader_workers']} workers) | "
+            f"{_f(bf['cim_mfu'], pct=True)} | 229.3 | 132 (profile.md) | – | – |")
+        lines.append(f"| before: BEiT v1, eager | {bf['batch_size']} | "
+                     f"{_f(bf['beit_step_s'], '.4f')} | | | | | | | |")
+    rows = [(m, (r.get('steps') or {}).get(m)) for m in METHODS]
+    rows += [(m, big.get(m)) for m in LARGE_BATCH_METHODS]
+    ld_ips = (r.get('loader') or {}).get('img_per_s')
+    for m, x in rows:
         if not x:
-            lines.append(f'| {LABELS[m]} | failed: see stages | | | | | | |')
+            lines.append(f'| {LABELS[m]} | failed: see stages | | | | | | | | |')
             continue
+        ratio = ld_ips / x['img_per_s'] if ld_ips else None
         lines.append(
             f"| {LABELS[m]} | {x['batch_size']} | {_f(x['step_s'], '.4f')} | "
-            f"{_f(x['img_per_s'], '.1f')} | {_f(x.get('gflops_per_img'), '.4g')} | "
-            f"{_f(x.get('tflops_per_s'), '.3g')} | {_f(x.get('mfu'), pct=True)} | "
-            f"{_f(x['peak_mem_mb'], '.0f')} |")
+            f"{_f(x['img_per_s'], '.1f')} | {_f(ratio, '.2f')} | "
+            f"{_f(x.get('mfu'), pct=True)} | {_f(x.get('plain_gflops_per_img'), '.4g')} / "
+            f"{_f(x.get('gflops_per_img'), '.4g')} | {_f(x.get('host_syncs_per_step'))} | "
+            f"{_f(x.get('compile_s'), '.1f')} | {_f(x['peak_mem_mb'], '.0f')} |")
+    if bf:
+        lines += ['', f"Before: the first H200 run ({bf['date']}, {bf['source']}), eager, "
+                  'per-tensor AdamW groups, hand-written attention, NCHW tokenizer; '
+                  'CIM-ResPix / BEiT v1 '
+                  f"{_f(bf['cim_over_beit'], '.2f')}; host syncs from its profile."]
+    lines += ['', '## Fast-path switches found on', '',
+              'Read back from the built model, optimizer and torch (not from the config).', '']
+    sw_rows = [(m, ((r.get('steps') or {}).get(m) or {}).get('switches')) for m in METHODS]
+    names = sorted({n for _, sw in sw_rows if sw for n in sw})
+    lines += ['| switch | ' + ' | '.join(LABELS[m] for m, _ in sw_rows) + ' |',
+              '|---|' + '---|' * len(sw_rows)]
+    for n in names:
+        lines.append(f'| {n} | ' + ' | '.join(
+            (sw.get(n, '–') if sw else '–').replace('|', '/') for _, sw in sw_rows) + ' |')
     br = ((r.get('steps') or {}).get('cim-respix') or {}).get('breakdown')
     if br:
         seg = ', '.join(f'{k} {1000 * v:.1f}' for k, v in br['segments_s'].items())
         lines += ['', f"CIM-ResPix step breakdown (ms, synchronised): {seg}; corruption "
                   f"path {_f(br['corruption_share'], pct=True)} of the step."]
-    cl = r.get('tokenizer_channels_last')
-    if cl:
-        lines += ['', f"CIM-ResPix with the tokenizer in channels_last: "
-                  f"{_f(cl.get('step_s'), '.4f')} s/step "
-                  f"(speed-up {_f(cl.get('speedup'), '.2f')} x over the default; > 1 is "
-                  "faster)."]
     ld, dc, rs = r.get('loader') or {}, r.get('decode') or {}, r.get('amp_resume') or {}
     lines += ['', '## Loader, tokenizer precision, resume', '',
               f"- loader: {_f(ld.get('img_per_s'), '.1f')} images/s with "

@@ -1,31 +1,49 @@
-"""Step time, counted FLOPs, MFU and peak memory of one method's training step.
+"""Step time, counted FLOPs, MFU, host syncs and memory of one method's step,
+as the recipe configures it.
 
 The step is mmengine's ``model.train_step(data, optim_wrapper)`` -- data
 preprocessor (host-to-device copy included), forward under the wrapper's bf16
-autocast, loss, backward, gradient clipping, AdamW -- on one batch of decoded
-JPEGs, the same batch for every method. ``torch.cuda.synchronize`` brackets
-the timed steps only, never a step itself.
+autocast, loss, backward, gradient clipping, the optimizer -- on one batch of
+decoded JPEGs, the same batch for every method. What the Runner would set up
+is set up here the same way (:mod:`.fast_path`): ``cudnn.benchmark`` from
+``env_cfg``, the optimizer from the recipe's ``optim_wrapper`` (its
+constructor: merged groups, fused AdamW on CUDA), the model dict's switches as
+written, then the recipe's ``CompileBlocksHook`` on the built model.
 
-* FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` over one whole step
-  (the first warm-up step), as :mod:`benchmarks.flops`; a multiply-add
-  counts 2. MFU = counted FLOPs / step time / peak.
-* Memory: ``torch.cuda.max_memory_allocated`` over the timed steps
-  (:class:`~benchmarks.cost.MemoryMeter`; peak RSS on CPU).
-* Out of memory: the batch is halved (down to ``settings.min_batch``) and the
-  method retried; the methods after it keep the smaller batch.
+Order of the steps, so each figure is of the step it names:
+
+1. eager steps (before compiling): FLOPs counted over one whole step
+   (``FlopCounterMode``, :mod:`benchmarks.flops`; a multiply-add counts 2),
+   then the sync ops of one step (:class:`~.syncs.HostSyncCounter`);
+2. the compile hook; the first step after it compiles: its time less the
+   timed step's is ``compile_s``, never part of the step time;
+3. warm-up, then the timed steps (``torch.cuda.synchronize`` around the block
+   only); memory (``max_memory_allocated``) over them;
+4. on CUDA one more step under ``set_sync_debug_mode('warn')``: host syncs.
+
+MFU = the *plain* step's FLOPs (``settings.plain_gflops``: counted on the
+step without the fast path, e.g. 229.3 GFLOPs/image for CIM-ResPix; this
+step's own count where none is known) / step time / peak: the fast path
+computes less (masked-only generator head, low-resolution 1x1 decoder
+convolutions), and MFU measures the speed of the same work.
+Out of memory: the batch is halved (down to ``settings.min_batch``) and the
+method retried; the methods after it keep the smaller batch.
 """
 from __future__ import annotations
 
 import gc
 import math
 import time
+from typing import Optional
 
 import torch
 
 from ..cost import CIMStepProfiler, MemoryMeter
 from ..flops import count_flops
 from .context import CheckContext
-from .models import build_model, build_optim_wrapper, method_batch
+from .fast_path import apply_env, compile_like_runner, recipe_speed, switches
+from .models import RESNET_METHOD, build_model, build_optim_wrapper, method_batch, speed_recipe
+from .syncs import count_sync_ops, cuda_sync_warnings
 
 
 def _free(ctx: CheckContext) -> None:
@@ -34,38 +52,46 @@ def _free(ctx: CheckContext) -> None:
         torch.cuda.empty_cache()
 
 
-def time_method(ctx: CheckContext, method: str, tokenizer_channels_last: bool = False,
-                count: bool = True, breakdown: bool = False) -> dict:
-    """Time ``method`` at ``ctx.batch_size``, halving it on out-of-memory."""
+def time_method(ctx: CheckContext, method: str, count: bool = True,
+                breakdown: bool = False, batch_size: Optional[int] = None) -> dict:
+    """Time ``method`` at ``batch_size`` (default ``ctx.batch_size``), halving
+    it on out-of-memory (and ``ctx.batch_size`` with it, when that was used)."""
     s = ctx.settings
+    asked = batch_size or s.batch_size
+    fixed = batch_size is not None
+    bs = batch_size or ctx.batch_size
     while True:
-        bs = ctx.batch_size
         try:
-            out = _time_at(ctx, method, bs, tokenizer_channels_last, count, breakdown)
+            out = _time_at(ctx, method, bs, count, breakdown)
             out['batch_size'] = bs
-            if bs != s.batch_size:
-                out['note'] = f'batch halved from {s.batch_size} to {bs} (out of memory)'
+            if bs != asked:
+                out['note'] = f'batch halved from {asked} to {bs} (out of memory)'
             return out
         except torch.cuda.OutOfMemoryError:
             _free(ctx)
             if bs // 2 < s.min_batch:
                 raise
-            ctx.batch_size = bs // 2
             ctx.log(f'gpu_check | {method}: out of memory at batch {bs}; '
-                    f'trying {ctx.batch_size}')
+                    f'trying {bs // 2}')
+            bs //= 2
+            if not fixed:
+                ctx.batch_size = bs
         finally:
             _free(ctx)
 
 
-def _time_at(ctx: CheckContext, method: str, bs: int, tokenizer_channels_last: bool,
-             count: bool, breakdown: bool) -> dict:
+def _time_at(ctx: CheckContext, method: str, bs: int, count: bool,
+             breakdown: bool) -> dict:
     s = ctx.settings
+    speed = recipe_speed(speed_recipe(ctx.scale, method))
+    apply_env(speed)
     t_build = time.perf_counter()
     model = build_model(ctx.scale, method, ctx.device)
-    for name in ('tokenizer', 'target_generator'):
-        if tokenizer_channels_last and getattr(model, name, None) is not None:
-            getattr(model, name).to(memory_format=torch.channels_last)
-    optim = build_optim_wrapper(model, ctx.scale, ctx.device)
+    channels_last_enhancer = method == RESNET_METHOD
+    if channels_last_enhancer:  # NHWC convolutions in the ResNet enhancer
+        for part in ('backbone', 'neck'):
+            getattr(model, part).to(memory_format=torch.channels_last)
+    optim = build_optim_wrapper(model, ctx.scale, ctx.device, method)
     data = method_batch(ctx.batch, method, bs)
     build_s = time.perf_counter() - t_build
 
@@ -73,8 +99,20 @@ def _time_at(ctx: CheckContext, method: str, bs: int, tokenizer_channels_last: b
         return model.train_step(data, optim)
 
     t0 = time.perf_counter()
-    flops = count_flops(step) if count else 0  # also the first warm-up step
-    for _ in range(s.warmup_steps - (1 if count else 0)):
+    flops = count_flops(step) if count else 0  # eager steps: warm-up too
+    _, sync_ops = count_sync_ops(step)
+    ctx.sync()
+    eager_s = time.perf_counter() - t0
+
+    compiled = compile_like_runner(model, speed['compile_hook'], method, ctx.is_cuda,
+                                   trace=ctx.is_cuda or not ctx.compile_traced)
+    ctx.compile_traced = ctx.compile_traced or bool(compiled['compiled'])
+    t0 = time.perf_counter()
+    step()  # compiles, when anything was set to compile
+    ctx.sync()
+    first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(max(s.warmup_steps - 1, 0)):
         step()
     ctx.sync()
     warmup_s = time.perf_counter() - t0
@@ -93,15 +131,33 @@ def _time_at(ctx: CheckContext, method: str, bs: int, tokenizer_channels_last: b
     bad = [k for k, v in losses.items() if not math.isfinite(v)]
     if bad:
         raise FloatingPointError(f'{method}: non-finite {", ".join(bad)} after '
-                                 f'{s.warmup_steps + s.timed_steps} steps')
+                                 f'{s.warmup_steps + s.timed_steps + 2} steps')
+    if ctx.is_cuda:  # every synchronizing CUDA call of one compiled step
+        _, syncs = cuda_sync_warnings(step)
+        sync_method = "torch.cuda.set_sync_debug_mode('warn'), one step"
+    else:
+        syncs = sync_ops['total']
+        sync_method = 'sync ops of one eager step (dispatch mode; no CUDA)'
+    on = compiled['status'].startswith('on')
     out = dict(step_s=step_s, img_per_s=bs / step_s, build_s=round(build_s, 2),
-               warmup_s=round(warmup_s, 2), timed_steps=s.timed_steps,
+               eager_s=round(eager_s, 2), first_step_s=round(first_s, 2),
+               compile_s=round(max(first_s - step_s, 0.), 2) if on else None,
+               compiled=compiled['compiled'], warmup_s=round(warmup_s, 2),
+               timed_steps=s.timed_steps, host_syncs_per_step=syncs,
+               host_syncs_method=sync_method, sync_ops_per_step=sync_ops,
                peak_mem_mb=mem['peak_mem_mb'], mem_method=mem['mem_method'],
-               losses=losses)
+               losses=losses, recipe=speed['config'],
+               switches=switches(model, optim, compiled, channels_last_enhancer))
     if count:
-        tflops = flops / step_s / 1e12
+        plain = s.plain_gflops.get(method)
         out.update(flops_per_step=float(flops), gflops_per_img=flops / bs / 1e9,
-                   tflops_per_s=tflops, mfu=tflops / s.peak_tflops)
+                   tflops_per_s=flops / step_s / 1e12,
+                   mfu_counted=flops / step_s / 1e12 / s.peak_tflops,
+                   plain_gflops_per_img=plain if plain else flops / bs / 1e9,
+                   plain_flops_source='settings.plain_gflops (the plain step, counted)'
+                   if plain else 'this step (no plain count at this size)')
+        plain_tflops = out['plain_gflops_per_img'] * bs / step_s / 1e3
+        out.update(plain_tflops_per_s=plain_tflops, mfu=plain_tflops / s.peak_tflops)
     if breakdown and hasattr(model, 'corrupt'):
         out['breakdown'] = _breakdown(model, optim, data)
     return out

@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.gpu_check import results as R
 from benchmarks.gpu_check.check import STAGES
-from benchmarks.gpu_check.settings import METHODS
+from benchmarks.gpu_check.settings import LARGE_BATCH_METHODS, METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,9 +80,69 @@ def test_markdown_names_the_device_and_says_dry_run(dry_run):
     res, md, proc = dry_run
     assert res['device']['name'] in md and res['device']['torch'] in md
     assert '**dry run**' in md and res['date'] in md
-    for label in ('CIM-ResPix', 'CIM-RevDet', 'BEiT v1', 'MAE'):
+    for label in ('CIM-ResPix', 'CIM-RevDet', 'BEiT v1', 'MAE', 'CIM-ResPix R50'):
         assert f'| {label} | 4 |' in md
+    for label in ('CIM-ResPix', 'BEiT v1'):
+        assert f'| {label} | 8 |' in md  # the large batch
+    # the first H200 run stays as the before row, read from its results.json
+    assert '| before: CIM-ResPix, eager (NVIDIA H200, d285d90) | 128 | 0.2571 |' in md
+    assert '| before: BEiT v1, eager | 128 | 0.1733 |' in md
     assert 'complete' in proc.stdout.splitlines()[-1]
+
+
+# every fast-path switch of the recipes, by method, as read back from the run
+CIM_SWITCHES = {'merge_groups', 'sdpa', 'channels_last_tokenizer', 'lowres_1x1',
+                'bf16_decode', 'num_masked', 'batched_masks', 'separable_window',
+                'cudnn_benchmark'}
+EXPECTED_ON = {
+    'cim-respix': CIM_SWITCHES | {'fused_adamw', 'compile'},
+    'cim-revdet': (CIM_SWITCHES - {'separable_window'}) | {'fused_adamw'},
+    'beit': {'merge_groups', 'fused_adamw', 'sdpa', 'channels_last_tokenizer',
+             'lowres_1x1', 'bf16_decode', 'cudnn_benchmark'},
+    'cim-resnet50': CIM_SWITCHES | {'channels_last_enhancer'},
+}
+
+
+def test_dry_run_names_every_fast_path_switch_as_on(dry_run):
+    res, md, _ = dry_run
+    on = res['summary']['switches_on']
+    for m, want in EXPECTED_ON.items():
+        assert want <= set(on[m]), (m, res['steps'][m]['switches'])
+        if m in LARGE_BATCH_METHODS:  # the same switches (compile: traced once, first)
+            assert set(on[f'{m}@large_batch']) | {'compile'} == set(on[m]) | {'compile'}
+    sw = res['steps']['cim-respix']['switches']
+    assert sw['num_masked'] == 'on: 6'  # the toy mask's count, not the recipe's 75
+    assert sw['merge_groups'].startswith('on: 2 param groups')
+    # the compile path ran (backend eager) for the first method: its blocks, a
+    # compile time apart from the step time; later ones name what they would compile
+    x = res['steps']['cim-respix']
+    assert x['compiled'] == ['backbone.layers.0', 'backbone.layers.1',
+                             'generator.backbone.layers.0', 'tokenizer.encode',
+                             'tokenizer.decode']
+    assert x['compile_s'] > 0 and x['first_step_s'] > x['step_s']
+    assert res['steps']['beit']['switches']['compile'] == (
+        'skipped: no CUDA (would compile backbone.layers, '
+        'target_generator.tokenizer.encode_logits)')
+    assert 'generator.backbone.layers' in res['steps']['cim-resnet50']['switches']['compile']
+    assert 'switches found on' in md and 'separable_window' in md
+
+
+def test_host_syncs_and_loader_are_set_against_each_step(dry_run):
+    res, _, _ = dry_run
+    sm = res['summary']
+    for m in METHODS:
+        x = res['steps'][m]
+        assert x['host_syncs_per_step'] == x['sync_ops_per_step']['total'] >= 0
+        assert x['host_syncs_per_step'] == sum(x['sync_ops_per_step']['by_op'].values())
+        assert sm['loader_over_step'][m] == pytest.approx(
+            res['loader']['img_per_s'] / x['img_per_s'])
+    # the ResNet enhancer's step reads almost nothing back (the clip's norm)
+    assert res['steps']['cim-resnet50']['host_syncs_per_step'] <= 2
+    big = res['large_batch']
+    assert {m: big[m]['batch_size'] for m in LARGE_BATCH_METHODS} == {
+        m: 8 for m in LARGE_BATCH_METHODS}
+    assert sm['large_batch_cim_respix_over_beit'] == pytest.approx(
+        big['cim-respix']['step_s'] / big['beit']['step_s'])
 
 
 def test_results_of_a_failed_stage_are_named():
@@ -157,7 +217,8 @@ def test_synthetic_batch_trains_when_the_loader_fails(tmp_path):
     s = toy_settings(batch_size=2)
     s.timed_steps = 1
     ctx = CheckContext(settings=s, device=torch.device('cpu'), tmp=str(tmp_path),
-                       log=lambda m: None, scale=scale, batch=batch, batch_size=2)
+                       log=lambda m: None, scale=scale, batch=batch, batch_size=2,
+                       compile_traced=True)  # the dry run traces the compile path
     out = time_method(ctx, 'cim-respix', count=False)
     assert out['step_s'] > 0 and set(out['losses']) >= {'loss_gen', 'loss_enh'}
 

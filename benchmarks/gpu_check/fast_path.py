@@ -1,0 +1,163 @@
+"""The recipes' speed settings, applied as the Runner applies them, and read back.
+
+A recipe's speed lives in three places besides the model dict:
+``env_cfg.cudnn_benchmark`` (the Runner sets ``torch.backends.cudnn.benchmark``),
+``custom_hooks`` (``CompileBlocksHook``: ``torch.compile`` of the repeated
+blocks in place, in ``before_train``) and ``optim_wrapper.paramwise_cfg``
+(``merge_groups``: merged param groups, fused AdamW on CUDA). :func:`recipe_speed`
+reads them from the recipe file; :func:`compile_like_runner` runs the hook's
+``before_train`` on the built model. :func:`switches` reads every fast-path
+switch back from the built model, optimizer and torch, so the results say what
+was on, not what was asked for.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from types import SimpleNamespace
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+
+from .context import REPO_ROOT
+
+# a peer built by the benchmark has its own names for what a CIM recipe
+# compiles: BEiT v1's frozen tokenizer sits in its target generator, whose
+# forward calls ``encode_logits``
+PEER_COMPILE = {
+    'beit': dict(modules=('backbone.layers', ),
+                 methods=('target_generator.tokenizer.encode_logits', )),
+}
+# MAE is a reference figure, not a recipe of ours: kept eager, which keeps its
+# compile time out of the full run's 8 minutes
+NO_COMPILE = ('mae', )
+
+
+def _load(path: str):
+    from mmengine.config import Config
+    return Config.fromfile(path if osp.isabs(path) else osp.join(REPO_ROOT, path))
+
+
+def recipe_speed(config: str) -> dict:
+    """``dict(cudnn_benchmark, compile_hook)`` of the recipe file ``config``
+    (``compile_hook``: the ``CompileBlocksHook`` entry of ``custom_hooks``, or None)."""
+    cfg = _load(config)
+    hooks = [dict(h) for h in cfg.get('custom_hooks', [])
+             if str(h.get('type', '')).split('.')[-1] == 'CompileBlocksHook']
+    return dict(cudnn_benchmark=bool(cfg.get('env_cfg', {}).get('cudnn_benchmark', False)),
+                compile_hook=hooks[0] if hooks else None, config=config)
+
+
+def apply_env(speed: dict) -> None:
+    """``torch.backends.cudnn.benchmark`` as the Runner's ``setup_env`` sets it."""
+    torch.backends.cudnn.benchmark = bool(speed['cudnn_benchmark'])
+
+
+def compile_like_runner(model: nn.Module, hook_cfg: Optional[dict], method: str,
+                        on_cuda: bool, trace: bool = True) -> dict:
+    """Build the recipe's ``CompileBlocksHook`` and run its ``before_train``.
+
+    On CUDA the hook compiles as configured (inductor unless it says otherwise).
+    Off CUDA the hook would do nothing; with ``trace`` the same code path runs
+    with ``backend='eager'`` (dynamo traces every block, nothing is generated),
+    so the dry run exercises what a GPU run compiles; without ``trace`` (dynamo
+    tracing costs ~20-50 s of CPU per method) only the names the hook would
+    compile are resolved. ``torch.compile`` is lazy: the compile time is in the
+    first step after this.
+
+    Returns:
+        ``dict(status, compiled, backend)``; ``status`` starts with ``on`` when
+        blocks were set to compile.
+    """
+    if hook_cfg is None:
+        return dict(status='off: no CompileBlocksHook', compiled=[], backend=None)
+    if method in NO_COMPILE:
+        return dict(status='off: a reference peer, kept eager', compiled=[], backend=None)
+    from mmpretrain.registry import HOOKS
+    cfg = dict(hook_cfg, **PEER_COMPILE.get(method, {}))
+    if not on_cuda and not trace:
+        hook = HOOKS.build(cfg)
+        names = [n for n in (*hook.modules, *hook.methods) if _find(model, n) is not None]
+        return dict(status=f'skipped: no CUDA (would compile {", ".join(names) or "nothing"})',
+                    compiled=[], backend=None)
+    if not on_cuda:
+        cfg.update(cuda_only=False, backend='eager')
+    # each method compiles as in a run of its own: static shapes of its first
+    # batch, not a dynamic recompile because an earlier method had another batch
+    torch._dynamo.reset()
+    hook = HOOKS.build(cfg)
+    hook.before_train(SimpleNamespace(model=model))
+    backend = hook.compile_kwargs.get('backend', 'inductor')
+    if not hook.compiled:
+        return dict(status='off: nothing to compile', compiled=[], backend=backend)
+    where = '' if on_cuda else ' (no CUDA: the compile path with backend eager)'
+    return dict(status=f'on: {len(hook.compiled)} blocks, {backend}{where}',
+                compiled=list(hook.compiled), backend=backend)
+
+
+def _find(model: nn.Module, *names: str) -> Optional[Any]:
+    for name in names:
+        obj: Any = model
+        for part in name.split('.'):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if obj is not None:
+            return obj
+    return None
+
+
+def _on(flag: Any, detail: str = '') -> str:
+    return ('on' if flag else 'off') + (f': {detail}' if detail else '')
+
+
+def switches(model: nn.Module, optim_wrapper: Any, compiled: dict,
+             channels_last_enhancer: bool = False) -> dict[str, str]:
+    """Each fast-path switch this method has, read from what was built:
+    ``'on'`` / ``'on: detail'`` or ``'off...'``. Switches a method does not
+    have (BEiT's generator) are left out."""
+    out: dict[str, str] = {}
+    opt = optim_wrapper.optimizer
+    n_tensors = sum(len(g['params']) for g in opt.param_groups)
+    n_groups = len(opt.param_groups)
+    out['merge_groups'] = _on(n_groups < n_tensors,
+                              f'{n_groups} param groups for {n_tensors} tensors')
+    name = type(opt).__name__
+    if name in ('Adam', 'AdamW'):
+        impl = 'fused' if opt.defaults.get('fused') else (
+            'foreach' if opt.defaults.get('foreach') else 'per tensor')
+        cuda = all(p.is_cuda for g in opt.param_groups for p in g['params'])
+        want = 'fused' if cuda else 'foreach'
+        out['fused_adamw'] = _on(impl == want, f'{name} {impl}'
+                                 + ('' if cuda else ' (no CUDA: fused is CUDA only)'))
+    sdpa: list[str] = []  # the outermost SDPA modules (backbones, not their layers)
+    for n, m in model.named_modules():
+        if type(m).__name__.startswith('SDPA') and not any(
+                n.startswith(f'{o}.') for o in sdpa):
+            sdpa.append(n)
+    if sdpa or _find(model, 'backbone.layers') is not None:
+        out['sdpa'] = _on(sdpa, ', '.join(sdpa))
+    tok = _find(model, 'tokenizer', 'target_generator.tokenizer')
+    if tok is not None and hasattr(tok, 'memory_format'):
+        out['channels_last_tokenizer'] = _on(tok.memory_format == torch.channels_last)
+        out['lowres_1x1'] = _on(getattr(tok, 'lowres_1x1', False))
+        dtype = getattr(tok, 'amp_dtype', None)
+        out['bf16_decode'] = _on(dtype == torch.bfloat16, 'decode_dtype=bfloat16'
+                                 + ('' if next(tok.parameters()).is_cuda
+                                    else ' (float32 on CPU without autocast)'))
+    gen = _find(model, 'generator')
+    if gen is not None and hasattr(gen, 'num_masked'):
+        out['num_masked'] = _on(gen.num_masked is not None, f'{gen.num_masked}')
+    pre = _find(model, 'data_preprocessor')
+    if hasattr(pre, 'batched_masks'):
+        out['batched_masks'] = _on(pre.batched_masks)
+    head = _find(model, 'head')
+    if hasattr(head, 'separable_window'):
+        out['separable_window'] = _on(head.separable_window)
+    if channels_last_enhancer:
+        out['channels_last_enhancer'] = 'on'
+    out['compile'] = compiled['status']
+    out['cudnn_benchmark'] = _on(torch.backends.cudnn.benchmark, 'from env_cfg'
+                                 + ('' if torch.cuda.is_available() else
+                                    ' (no effect without CUDA)'))
+    return out
