@@ -63,10 +63,11 @@ def _eval_backbone(track: str, method: str) -> dict:
 def units(opts: dict) -> list[tuple[str, str, int, str]]:
     """(track, method, seed, mode) of every run, seed-major (a table cut short
     has complete rows)."""
+    rows = parse_seg_methods(opts.get('methods'), opts['tracks'])
     out = []
     for sd in seed_list(opts):
         for track in opts['tracks']:
-            for m in parse_seg_methods(opts.get('methods'), track):
+            for m in rows[track]:
                 out += [(track, m, sd, mode) for mode in opts['modes']]
     return out
 

@@ -67,15 +67,16 @@ def row_label(track: str, method: str) -> str:
     return f'{what}: {RESNET_LABELS.get(method, method)}'
 
 
-def parse_seg_methods(text: str | None, track: str) -> list[str]:
-    """'cim-respix,random' -> those methods of ``track`` in table order;
-    None / 'all': every seg row of the track."""
-    methods = SEG_METHODS[track]
+def parse_seg_methods(text: str | None, tracks: list[str]) -> dict[str, list[str]]:
+    """'cim-respix,random' -> per track its rows among those, in table order
+    (a name needs to be a row of one of ``tracks``); None / 'all': every row."""
     if not text or text == 'all':
-        return list(methods)
+        return {t: list(SEG_METHODS[t]) for t in tracks}
     wanted = [m.strip().lower() for m in text.split(',') if m.strip()]
-    unknown = [m for m in wanted if m not in methods]
+    known = {m for t in tracks for m in SEG_METHODS[t]}
+    unknown = [m for m in wanted if m not in known]
     if unknown:
-        raise ValueError(f'unknown method(s) {", ".join(unknown)} for the seg track\'s '
-                         f'{track} rows; choose from {", ".join(methods)}')
-    return [m for m in methods if m in wanted]
+        rows = '; '.join(f'{t}: {", ".join(SEG_METHODS[t])}' for t in tracks)
+        raise ValueError(f'unknown method(s) {", ".join(unknown)} for the seg track; its '
+                         f'rows are {rows}')
+    return {t: [m for m in SEG_METHODS[t] if m in wanted] for t in tracks}

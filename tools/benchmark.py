@@ -5,6 +5,7 @@
         [--budget-s 120] [--eval-subset medium] [--flops] [--seeds 3]
     python tools/benchmark.py --track resnet --seeds 3      # the ResNet-18 track
     python tools/benchmark.py --ablate all --budget-s 480   # the CIM ablations
+    python tools/benchmark.py --track seg --seeds 3 --pretrain-missing  # segmentation
     python tools/benchmark.py --readme-table WORK_DIR       # README table of a run
 
 For each method: pre-train the scale's ViT for the same wall-clock budget on
@@ -20,7 +21,10 @@ run resumable on its own); the tables give the median and min–max over seeds
 and write differences inside the spread as ties. ``--track resnet`` (cpu-small)
 compares on the CIM demo ResNet-18 against the CNN peers (SimCLR, MoCo v2,
 BYOL, SimSiam, Barlow Twins, DenseCL, SparK, MEC). ``--ablate`` runs the CIM
-ablations (benchmarks/ablations.py). ``--clock process`` counts the
+ablations (benchmarks/ablations.py). ``--track seg`` fine-tunes the backbones
+those tracks pre-trained on the Fashion-MNIST scenes with mmseg (UperNet, and a
+frozen backbone with a linear head) and reports mIoU / mAcc
+(benchmarks/seg_runner.py). ``--clock process`` counts the
 budget in CPU time / threads instead of wall clock. Neither clock is fair on a
 shared machine: a CPU run that got under ``--min-cpu-share`` (0.85) of its
 threads' time, or that ran beside other processes using over 10 % of the
@@ -297,8 +301,7 @@ def seg_options(args: argparse.Namespace, argv: list[str] | None = None) -> dict
         if v < 1:
             raise UserError(f'{flag} must be >= 1, got {v}')
     try:
-        for t in tracks:
-            parse_seg_methods(args.methods, t)
+        parse_seg_methods(args.methods, tracks)
     except ValueError as err:
         raise UserError(str(err)) from None
     from benchmarks.paths import REPO_ROOT
