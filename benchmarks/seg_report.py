@@ -14,6 +14,9 @@ import os
 import os.path as osp
 import statistics
 
+import matplotlib
+import numpy as np
+
 from .io import write_json
 from .report import _fmt_seconds, spread, ties
 from .seg_specs import MODE_LABELS, row_label, row_name
@@ -70,11 +73,13 @@ def markdown(results: list[dict], meta: dict) -> str:
     modes = meta['modes']
     summary = summarize(results, modes)
     n = len(meta.get('seeds') or [0])
+    dirs = ', '.join(f'{t}: {d}' for t, d in meta['pretrained_dirs'].items()
+                     if t in meta['tracks'])
     L = ['# CIM benchmark — seg track (Fashion-MNIST scenes)', '',
          f'{meta["seg_iters"]} iterations of batch 8 per run on {meta["scene_size"]} px '
          f'scenes ({meta["scenes_root"]}), scored by mmseg\'s IoUMetric on the validation '
          f'scenes; seeds: {", ".join(str(s) for s in meta.get("seeds") or [0])}; '
-         f'pre-trained backbones from {", ".join(f"{t}: {d}" for t, d in meta["pretrained_dirs"].items() if t in meta["tracks"])}. '
+         f'pre-trained backbones from {dirs}. '
          f'Command: `{meta.get("command", "")}`.']
     if meta.get('runs_seconds'):
         L.append(f'Wall time of the finished runs: {_fmt_seconds(meta["runs_seconds"])}.')
@@ -130,10 +135,8 @@ def write_seed_csv(results: list[dict], path: str) -> None:
 
 def plot(summary: list[dict], modes: list[str], path: str) -> str:
     """mIoU per row and mode, min–max as error bars."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    import numpy as np
+    matplotlib.use('Agg')  # files only, no display
+    import matplotlib.pyplot as plt  # after the backend choice
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(summary) + 2), 4))
     x = np.arange(len(summary))  # [rows]
     w = 0.8 / max(len(modes), 1)

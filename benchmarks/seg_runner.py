@@ -27,11 +27,16 @@ import sys
 import time
 from typing import Callable, Optional
 
+from cim_mm.utils.errors import UserError
+
 from .io import read_json
 from .runner import _fmt_s, run_name, run_one, say, seed_list
+from .scales import build_scale
 from .seg_config import config_digest
 from .seg_data import ensure_scenes, scenes_id
+from .seg_report import write_seg_report
 from .seg_specs import parse_seg_methods, row_label, seg_config
+from .specs import build_spec
 
 #: rough seconds of one run at the configs' 120 iterations (2 idle cores, 64 px,
 #: 500 validation scenes), before any was measured
@@ -55,8 +60,6 @@ def _digest(config: str) -> str:
 @functools.lru_cache(maxsize=None)
 def _eval_backbone(track: str, method: str) -> dict:
     """The backbone config the track's ``backbone.pth`` of ``method`` was built for."""
-    from .scales import build_scale
-    from .specs import build_spec
     return build_spec(method, build_scale('cpu-small', track=track)).eval_backbone
 
 
@@ -102,7 +105,6 @@ def ensure_pretraining(opts: dict, all_units: list,
                        run_track: Optional[Callable[[list[str]], int]]) -> None:
     """Every row's pre-training there, made by the track's command if
     ``opts['pretrain_missing']``; else one line naming the command."""
-    from cim_mm.utils.errors import UserError
     missing = missing_pretraining(opts, all_units)
     if not missing:
         return
@@ -120,9 +122,10 @@ def ensure_pretraining(opts: dict, all_units: list,
         run_track(c)  # its own failures are reported there; checked again below
     still = missing_pretraining(opts, all_units)
     if still:
+        logs = ', '.join(opts['pretrained_dirs'][t] for t in still)
         raise UserError('pre-training did not make every backbone: '
                         + '; '.join(f'{t}: {", ".join(ms)}' for t, ms in still.items())
-                        + f' (see the logs in {", ".join(opts["pretrained_dirs"][t] for t in still)})')
+                        + f' (see the logs in {logs})')
 
 
 def run_settings(opts: dict, unit: tuple, scenes: str, sid: str) -> dict:
@@ -162,7 +165,6 @@ def run_seg_benchmark(opts: dict,
     """Run every seg run of ``opts`` (see :func:`tools.benchmark.seg_options`),
     write the report; returns the exit status. ``run_track(argv)`` runs the
     track command ``tools/benchmark.py argv`` (for ``--pretrain-missing``)."""
-    from .seg_report import write_seg_report
     t0 = time.perf_counter()
     work_dir = opts['work_dir']
     all_units = units(opts)

@@ -22,8 +22,16 @@ import traceback
 from typing import Callable, Optional
 
 import torch
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+
+import cim_mm  # noqa: F401  (registers FashionMNISTScenesDataset)
+from cim_mm.compat import apply_all
+from cim_mm.utils.warning_filters import filter_third_party_warnings
 
 from .io import write_json
+from .seg_config import load, write_run_config
+from .seg_weights import convert_backbone
 
 
 def _log_fn(run: str) -> Callable[[str], None]:
@@ -35,7 +43,6 @@ def _log_fn(run: str) -> Callable[[str], None]:
 def _runner(cfg, experiment_name: str):
     """mmengine's Runner from ``cfg``'s parts (``Runner.from_cfg`` would also
     pretty-print the whole config, seconds of CPU on 2 cores)."""
-    from mmengine.runner import Runner
     return Runner(
         model=cfg.model, work_dir=cfg.work_dir, experiment_name=experiment_name,
         default_scope=cfg.get('default_scope', 'mmseg'),
@@ -54,16 +61,8 @@ def _count(params) -> int:
 def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> dict:
     """Convert, fine-tune and score one run (``settings`` from
     :mod:`benchmarks.seg_runner`); returns (and writes) its result."""
-    from mmengine.registry import DefaultScope
-
-    import cim_mm  # noqa: F401  (registers FashionMNISTScenesDataset and the compat fixes)
-    from cim_mm.compat import apply_all
-    from cim_mm.utils.warning_filters import filter_third_party_warnings
-    apply_all()
+    apply_all()  # the fixes for the pinned stack, as the project's tools apply them
     filter_third_party_warnings()
-    from .seg_config import load, write_run_config
-    from .seg_weights import convert_backbone
-
     if settings.get('threads'):
         torch.set_num_threads(int(settings['threads']))
     run = settings['run_name']
@@ -103,9 +102,8 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
         result['params_trainable'] = _count(p for p in runner.model.parameters()
                                             if p.requires_grad)
         log(f'train | {settings["seg_iters"]} iterations, batch '
-            f'{cfg.train_dataloader.batch_size}, {result["params_trainable"] / 1e6:.2f} M '
-            f'trainable parameters ({result["params_backbone_trainable"] / 1e6:.2f} M in '
-            'the backbone)')
+            f'{cfg.train_dataloader.batch_size}, {result["params_trainable"]:,} trainable '
+            f'parameters ({result["params_backbone_trainable"]:,} in the backbone)')
         t_train = time.perf_counter()
         runner.train()
         result['train_s'] = round(time.perf_counter() - t_train, 1)

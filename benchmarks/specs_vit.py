@@ -186,8 +186,8 @@ def _croco(scale: Scale) -> MethodSpec:
     model = dict(type='CroCo', view2=cfg.model.view2, data_preprocessor=preproc(scale),
                  backbone=bb, neck=neck, head=cfg.model.head.to_dict(),
                  init_cfg=[dict(c) for c in cfg.model.init_cfg])
-    views = next(t for t in cfg.train_dataloader.dataset.pipeline if t['type'] == 'MultiView')
-    views = views.to_dict()
+    views = next(t for t in cfg.train_dataloader.dataset.pipeline
+                 if t['type'] == 'MultiView').to_dict()
     for t in views['transforms'][0]:  # the crops at the scale's image size
         if t['type'] == 'RandomResizedCrop':
             t['scale'] = scale.img_size

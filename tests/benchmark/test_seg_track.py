@@ -7,13 +7,20 @@ import json
 import os.path as osp
 import sys
 
+import mmseg.models  # noqa: F401  (registers mmseg's backbones)
 import pytest
 import torch
+from mmengine.registry import DefaultScope
+from mmpretrain.registry import MODELS as PRE_MODELS
+from mmseg.registry import MODELS as SEG_MODELS
 
 from benchmarks import seg_runner
+from benchmarks.scales import build_scale
 from benchmarks.seg_config import load, scaled_schedule, write_run_config
 from benchmarks.seg_specs import METHOD_CONFIGS, SEG_CONFIGS, SEG_METHODS, seg_config
 from benchmarks.seg_weights import convert_backbone
+from benchmarks.specs import build_spec
+from benchmarks.specs_vit import LABELS, METHODS
 from cim_mm.utils import atomic_torch_save, safe_load
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -33,7 +40,7 @@ def _seg_argv(tmp_path, fm: str, *extra: str, iters: int = 2) -> list[str]:
 
 def test_seg_track_end_to_end_resume_and_missing_pretraining(tmp_path, fake_fashion_mnist,
                                                              capsys, monkeypatch):
-    from benchmark import main
+    from benchmark import main  # tools/benchmark.py (tools/ is on the path above)
     argv = _seg_argv(tmp_path, fake_fashion_mnist)
 
     # no pre-training yet: one line naming the command that makes it, nothing run
@@ -107,12 +114,9 @@ def test_seg_track_end_to_end_resume_and_missing_pretraining(tmp_path, fake_fash
 def _beit_state(scale) -> tuple[dict, dict]:
     """The benchmark's BEiT v1 evaluation backbone (BEiTViT: layer scale, shared
     relative position bias) with random non-trivial weights: (config, state dict)."""
-    from mmpretrain.registry import MODELS
-
-    from benchmarks.specs import build_spec
     cfg = build_spec('beit', scale).eval_backbone
     torch.manual_seed(0)
-    bb = MODELS.build(dict(cfg))
+    bb = PRE_MODELS.build(dict(cfg))
     with torch.no_grad():
         for p in bb.parameters():  # layer scale, relative bias: nothing at its init value
             p.add_(0.05 * torch.randn_like(p))
@@ -123,12 +127,6 @@ def _beit_state(scale) -> tuple[dict, dict]:
 def test_beit_backbone_converts_exactly(mode, tmp_path):
     """BEiT v1 into each mode's seg backbone computes the same features as the
     pre-trained BEiTViT (the frozen one with nothing left to train)."""
-    import mmseg.models  # noqa: F401
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import MODELS as PRE_MODELS
-    from mmseg.registry import MODELS as SEG_MODELS
-
-    from benchmarks.scales import build_scale
     cfg, state = _beit_state(build_scale('cpu-small'))
     src = str(tmp_path / 'backbone.pth')
     torch.save(state, src)
@@ -171,7 +169,6 @@ def test_scaled_schedule_keeps_the_shape_of_the_schedule():
 
 
 def test_rows_configs_and_croco_method():
-    from benchmarks.specs_vit import LABELS, METHODS
     assert SEG_METHODS['vit'] == ('cim-respix', 'cim-revdet', 'mae', 'beit', 'simmim',
                                   'maskfeat', 'croco', 'random')
     assert SEG_METHODS['resnet'] == ('cim-respix', 'cim-revdet', 'spark', 'densecl',
