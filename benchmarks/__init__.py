@@ -19,6 +19,9 @@ One concept per module:
 * :mod:`.report`      -- results.md / .json / .csv and the PNG plots;
 * :mod:`.worker`      -- one method end to end (own process);
 * :mod:`.runner`      -- all methods: resume, progress / ETA, failures;
+* the seg track: :mod:`.seg_specs` (rows, modes, configs), :mod:`.seg_data` (the scenes),
+  :mod:`.seg_weights` (backbone.pth -> a seg config's weights), :mod:`.seg_config` (one run's
+  config), :mod:`.seg_worker` (one run), :mod:`.seg_runner` (all runs), :mod:`.seg_report`;
 * :mod:`.gpu_check`   -- the GPU check (``tools/gpu_check.sh``).
 """
 import warnings

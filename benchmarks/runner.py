@@ -202,8 +202,10 @@ def _stream(cmd: list, log_path: str, echo: Callable[[str], bool],
 
 
 # ----------------------------------------------------------------- one method
-def run_one(settings: dict, in_process: bool) -> tuple[bool, str]:
-    """Run a worker; (ok, error line)."""
+def run_one(settings: dict, in_process: bool,
+            worker: str = 'benchmarks.worker') -> tuple[bool, str]:
+    """Run a worker (the module ``worker``: its ``run_method(settings)`` in this
+    process, or ``python -m worker SETTINGS_JSON``); (ok, error line)."""
     method, work_dir = settings['method'], settings['work_dir']
     run = settings.get('run_name', method)
     out_dir = osp.join(work_dir, run)
@@ -212,9 +214,9 @@ def run_one(settings: dict, in_process: bool) -> tuple[bool, str]:
         if osp.exists(osp.join(out_dir, stale)):
             os.remove(osp.join(out_dir, stale))
     if in_process:
-        from .worker import run_method
+        import importlib
         try:
-            run_method(settings)
+            importlib.import_module(worker).run_method(settings)
             return True, ''
         except Exception as err:  # noqa: BLE001  (record, go on with the others)
             import traceback
@@ -226,7 +228,7 @@ def run_one(settings: dict, in_process: bool) -> tuple[bool, str]:
             return False, line
     settings_path = osp.join(out_dir, 'settings.json')
     write_json(settings, settings_path)
-    cmd = [sys.executable, '-m', 'benchmarks.worker', settings_path]
+    cmd = [sys.executable, '-m', worker, settings_path]
     rc, tail = _stream(cmd, osp.join(out_dir, 'worker.log'),
                        lambda line: line.startswith('[benchmark]'))
     r = read_json(osp.join(out_dir, 'result.json'))

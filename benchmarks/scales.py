@@ -101,7 +101,8 @@ class Scale:
             ])
 
 
-def _load(path: str):
+def load_config(path: str):
+    """An mmengine config of this repository (``path`` relative to its root)."""
     from mmengine.config import Config
     full = path if osp.isabs(path) else osp.join(REPO_ROOT, path)
     return Config.fromfile(full)
@@ -153,7 +154,7 @@ def cpu_small(tokenizer_ckpt: Optional[str], batch_size: Optional[int] = None,
     if track not in TRACKS:
         raise ValueError(f'unknown track {track!r}; choose from {", ".join(TRACKS)}')
     configs = dict(CPU_SMALL_CONFIGS[track])
-    cfgs = {k: _load(v) for k, v in configs.items()}
+    cfgs = {k: load_config(v) for k, v in configs.items()}
     demo = cfgs['cim-respix']
     tok = _to_dict(demo.model.tokenizer)
     tok.update(checkpoint=tokenizer_ckpt, allow_random_init=tokenizer_ckpt is None)
@@ -170,7 +171,7 @@ def cpu_small(tokenizer_ckpt: Optional[str], batch_size: Optional[int] = None,
     resnet: dict = {}
     if track == 'resnet':
         resnet = _to_dict(bb)
-        bb = _load(CPU_SMALL_CONFIGS['vit']['cim-respix']).model.backbone  # grid / size
+        bb = load_config(CPU_SMALL_CONFIGS['vit']['cim-respix']).model.backbone  # grid / size
     patch = int(bb.patch_size)
     embed = _embed_dims(_to_dict(bb.arch))
     if resnet:  # ResNet basic blocks: C5 = base_channels * 2**3
@@ -216,7 +217,7 @@ def gpu(arch: str = 'vit-b', dalle_dir: Optional[str] = None,
         'cim-respix': f'configs/cim/cim-respix_vit-{size}-p16_8xb256-amp-coslr-300e_in1k.py',
         'cim-revdet': f'configs/cim/cim-revdet_vit-{size}-p16_8xb256-amp-coslr-300e_in1k.py',
     }
-    cfgs = {k: _load(v) for k, v in configs.items()}
+    cfgs = {k: load_config(v) for k, v in configs.items()}
     ref = cfgs['cim-respix']
     tok = _to_dict(ref.model.tokenizer)
     enc = osp.join(dalle_dir, 'encoder.pkl') if dalle_dir else None

@@ -15,18 +15,22 @@ from __future__ import annotations
 import copy
 from typing import Callable
 
-from .scales import Scale
+from .scales import Scale, load_config
 from .spec_parts import (MAP_PIXELS_MEAN, MAP_PIXELS_STD, MethodSpec, contrastive_views,
                          mask_options, pack, preproc)
 
 # The order of the table.
 METHODS = ('cim-respix', 'cim-revdet', 'mae', 'simmim', 'beit', 'maskfeat',
-           'simclr', 'densecl', 'random')
+           'simclr', 'densecl', 'croco', 'random')
 LABELS = {
     'cim-respix': 'CIM-ResPix', 'cim-revdet': 'CIM-RevDet', 'mae': 'MAE',
     'simmim': 'SimMIM', 'beit': 'BEiT v1', 'maskfeat': 'MaskFeat',
-    'simclr': 'SimCLR', 'densecl': 'DenseCL', 'random': 'random init',
+    'simclr': 'SimCLR', 'densecl': 'DenseCL',
+    # the paper's pairs are two views of one scene; here two crops of one image
+    'croco': 'CroCo, two crops of one image: not multi-view', 'random': 'random init',
 }
+# CroCo's objective (mask ratio, crops) comes from its Fashion-MNIST config
+CROCO_CONFIG = 'configs/benchmarks_peers/croco_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py'
 def _vit_eval(scale: Scale) -> dict:
     b = scale.backbone_common()
     b.update(type='VisionTransformer', out_type='raw', final_norm=True)
@@ -171,6 +175,34 @@ def _densecl(scale: Scale) -> MethodSpec:
         '~1M iterations in mmpretrain) is not used.'])
 
 
+def _croco(scale: Scale) -> MethodSpec:
+    cfg = load_config(CROCO_CONFIG)
+    bb = scale.backbone_common()
+    bb.pop('init_cfg')
+    bb.update(type='MAEViT', mask_ratio=float(cfg.model.backbone.mask_ratio))
+    neck = cfg.model.neck.to_dict()
+    # the decoder at the scale's MAE decoder size (the config's is cpu-small's)
+    neck.update(num_patches=scale.grid**2, patch_size=scale.patch_size,
+                embed_dim=scale.embed_dims, **scale.mae_decoder)
+    model = dict(type='CroCo', view2=cfg.model.view2, data_preprocessor=preproc(scale),
+                 backbone=bb, neck=neck, head=cfg.model.head.to_dict(),
+                 init_cfg=[dict(c) for c in cfg.model.init_cfg])
+    views = next(t for t in cfg.train_dataloader.dataset.pipeline
+                 if t['type'] == 'MultiView').to_dict()
+    for t in views['transforms'][0]:  # the crops at the scale's image size
+        if t['type'] == 'RandomResizedCrop':
+            t['scale'] = scale.img_size
+    # gray -> RGB and the resize of the shared pipeline, then the two crops (no flip:
+    # the config's pairs)
+    head = [t for t in scale.base_pipeline if t['type'] != 'RandomFlip']
+    pipeline = copy.deepcopy(head) + [views, dict(type='PackInputs')]
+    return MethodSpec('croco', LABELS['croco'], model, pipeline, _vit_eval(scale), notes=[
+        f'CroCo: MAEViT encoder (mask ratio {bb["mask_ratio"]}) shared by both views, '
+        'CroCoDecoder (cross-attention to view 2) at the MAE decoder size, MAE\'s '
+        f'normalised-pixel L2 loss ({CROCO_CONFIG}); the pairs are two overlapping crops '
+        'of one image, not two views of a scene.'])
+
+
 def _random(scale: Scale) -> MethodSpec:
     return MethodSpec('random', 'random init', None, [], _vit_eval(scale),
                       notes=['random init: the ViT with its initialisation, no pre-training.'])
@@ -180,7 +212,7 @@ VIT_BUILDERS: dict[str, Callable[[Scale], MethodSpec]] = {
     'cim-respix': lambda s: _cim(s, 'cim-respix'),
     'cim-revdet': lambda s: _cim(s, 'cim-revdet'),
     'mae': _mae, 'simmim': _simmim, 'beit': _beit, 'maskfeat': _maskfeat,
-    'simclr': _simclr, 'densecl': _densecl, 'random': _random,
+    'simclr': _simclr, 'densecl': _densecl, 'croco': _croco, 'random': _random,
 }
 
 

@@ -5,6 +5,7 @@
         [--budget-s 120] [--eval-subset medium] [--flops] [--seeds 3]
     python tools/benchmark.py --track resnet --seeds 3      # the ResNet-18 track
     python tools/benchmark.py --ablate all --budget-s 480   # the CIM ablations
+    python tools/benchmark.py --track seg --seeds 3 --pretrain-missing  # segmentation
     python tools/benchmark.py --readme-table WORK_DIR       # README table of a run
 
 For each method: pre-train the scale's ViT for the same wall-clock budget on
@@ -20,7 +21,10 @@ run resumable on its own); the tables give the median and min–max over seeds
 and write differences inside the spread as ties. ``--track resnet`` (cpu-small)
 compares on the CIM demo ResNet-18 against the CNN peers (SimCLR, MoCo v2,
 BYOL, SimSiam, Barlow Twins, DenseCL, SparK, MEC). ``--ablate`` runs the CIM
-ablations (benchmarks/ablations.py). ``--clock process`` counts the
+ablations (benchmarks/ablations.py). ``--track seg`` fine-tunes the backbones
+those tracks pre-trained on the Fashion-MNIST scenes with mmseg (UperNet, and a
+frozen backbone with a linear head) and reports mIoU / mAcc
+(benchmarks/seg_runner.py). ``--clock process`` counts the
 budget in CPU time / threads instead of wall clock. Neither clock is fair on a
 shared machine: a CPU run that got under ``--min-cpu-share`` (0.85) of its
 threads' time, or that ran beside other processes using over 10 % of the
@@ -50,7 +54,12 @@ from benchmarks.specs import METHODS  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
 
 DEFAULT_WORK_DIRS = {'vit': 'work_dirs/benchmark', 'resnet': 'work_dirs/benchmark_resnet',
-                     'ablation': 'work_dirs/benchmark_ablation'}
+                     'ablation': 'work_dirs/benchmark_ablation', 'seg': 'work_dirs/benchmark_seg'}
+# the seg track's flags that are its own; the others go to the pre-training command
+# (--pretrain-missing) when given
+PRETRAIN_FLAGS = ('seeds', 'seed', 'clock', 'min_cpu_share', 'budget_s', 'iters', 'eval',
+                  'eval_subset', 'finetune_epochs', 'batch_size', 'tokenizer', 'data_root',
+                  'num_workers', 'threads', 'in_process')
 
 SCALE_DEFAULTS = {
     'cpu-small': dict(budget_s=120., eval='all', eval_subset='medium', device='cpu'),
@@ -66,8 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--work-dir', default=None,
                    help='default: work_dirs/benchmark, work_dirs/benchmark_resnet '
                    '(--track resnet), work_dirs/benchmark_ablation (--ablate)')
-    p.add_argument('--track', choices=TRACKS, default='vit',
-                   help='cpu-small backbone: the tiny ViT or the demo ResNet-18 (w32)')
+    p.add_argument('--track', choices=TRACKS + ('seg', ), default='vit',
+                   help='cpu-small backbone: the tiny ViT or the demo ResNet-18 (w32); seg: '
+                   'segmentation of the Fashion-MNIST scenes with the backbones those tracks '
+                   'pre-trained (--from-track)')
     p.add_argument('--methods', default='all',
                    help=f'comma-separated subset of: {",".join(METHODS)} (vit); '
                    'cim-respix,cim-revdet,simclr,mocov2,byol,simsiam,barlowtwins,densecl,'
@@ -137,6 +148,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help='run nothing: rewrite the report from the finished runs')
     p.add_argument('--readme-table', metavar='WORK_DIR', default=None,
                    help='print the README table (markdown) of WORK_DIR/results.json and exit')
+    seg = p.add_argument_group('--track seg')
+    seg.add_argument('--from-track', choices=('vit', 'resnet', 'all'), default='all',
+                     help='whose pre-trained backbones to fine-tune on the scenes')
+    seg.add_argument('--pretrained-dir', action='append', default=None, metavar='[TRACK=]DIR',
+                     help='work dir of the pre-training track (DIR alone with one '
+                     '--from-track; repeatable as vit=DIR / resnet=DIR); default: '
+                     f'{DEFAULT_WORK_DIRS["vit"]} and {DEFAULT_WORK_DIRS["resnet"]}')
+    seg.add_argument('--pretrain-missing', action='store_true',
+                     help='pre-train the missing backbones first with the track\'s own '
+                     'command (with this command\'s --seeds, --budget-s, --clock, ...); '
+                     'without it a missing one stops the command, naming that command')
+    seg.add_argument('--seg-modes', default='finetune,frozen',
+                     help='finetune (UperNet, whole backbone) and/or frozen (frozen '
+                     'backbone, linear head)')
+    seg.add_argument('--seg-iters', type=int, default=120,
+                     help="iterations of batch 8 per seg run (the configs' 120)")
+    seg.add_argument('--scene-size', type=int, default=64,
+                     help="scene side in px (the configs' 64; smaller for smoke tests)")
+    seg.add_argument('--scenes-root', default=None,
+                     help='the scenes (ADE20K layout), written there from --data-root if '
+                     'absent (default: data/fashion_mnist_scenes, or ..._<size>px)')
+    seg.add_argument('--scenes-train', type=int, default=2000,
+                     help='training scenes to write when the scenes are absent')
+    seg.add_argument('--scenes-val', type=int, default=500,
+                     help='validation scenes to write when the scenes are absent')
     p.add_argument('--in-process', action='store_true',
                    help='run the methods in this process (faster start, for tests; '
                    'peak memory is then the process\'s)')
@@ -225,6 +261,66 @@ def run_suite(args: argparse.Namespace, argv: list[str] | None) -> int:
     return rc
 
 
+def _pretrain_args(args: argparse.Namespace) -> list[str]:
+    """The flags of this command the pre-training track takes too (those given)."""
+    defaults = parse_args([])
+    out: list[str] = []
+    for dest in PRETRAIN_FLAGS:
+        v = getattr(args, dest)
+        if v == getattr(defaults, dest):
+            continue
+        flag = '--' + dest.replace('_', '-')
+        out += [flag] if v is True else [flag, str(v)]
+    return out
+
+
+def seg_options(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
+    """The options of benchmarks.seg_runner from the command line."""
+    from benchmarks.seg_data import default_root
+    from benchmarks.seg_specs import MODES, SEG_TRACKS, parse_seg_methods
+    if args.ablate or args.suite or args.scale != 'cpu-small':
+        raise UserError('--track seg runs on the cpu-small tracks\' backbones: drop '
+                        '--ablate / --suite / --scale')
+    tracks = list(SEG_TRACKS) if args.from_track == 'all' else [args.from_track]
+    dirs = {t: DEFAULT_WORK_DIRS[t] for t in SEG_TRACKS}
+    for item in args.pretrained_dir or []:
+        track, sep, folder = item.partition('=')
+        if not sep:
+            if len(tracks) != 1:
+                raise UserError(f'--pretrained-dir {item}: with --from-track all, say whose: '
+                                'vit=DIR / resnet=DIR')
+            track, folder = tracks[0], item
+        if track not in SEG_TRACKS:
+            raise UserError(f'--pretrained-dir {item}: unknown track {track!r}')
+        dirs[track] = folder
+    modes = [m.strip() for m in args.seg_modes.split(',') if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        raise UserError(f'--seg-modes {args.seg_modes}: choose from {", ".join(MODES)}')
+    for flag, v in (('--seg-iters', args.seg_iters), ('--scene-size', args.scene_size),
+                    ('--seeds', args.seeds)):
+        if v < 1:
+            raise UserError(f'{flag} must be >= 1, got {v}')
+    try:
+        parse_seg_methods(args.methods, tracks)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    from benchmarks.paths import REPO_ROOT
+    data_root = args.data_root or osp.join(REPO_ROOT, 'data', 'fashion_mnist')
+    return dict(
+        work_dir=osp.abspath(args.work_dir or DEFAULT_WORK_DIRS['seg']), tracks=tracks,
+        methods=args.methods, seeds=args.seeds, seed=args.seed, modes=[
+            m for m in MODES if m in modes],
+        pretrained_dirs={t: osp.abspath(d) for t, d in dirs.items()},
+        pretrain_missing=args.pretrain_missing, pretrain_args=_pretrain_args(args),
+        seg_iters=args.seg_iters, scene_size=args.scene_size,
+        scenes_root=osp.abspath(args.scenes_root or default_root(args.scene_size)),
+        scenes_train=args.scenes_train, scenes_val=args.scenes_val,
+        data_root=osp.abspath(data_root), threads=args.threads, force=args.force,
+        in_process=args.in_process, report_only=args.report_only,
+        command='python tools/benchmark.py ' + ' '.join(
+            shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from cim_mm.utils.cli import user_errors_as_one_line
@@ -240,6 +336,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.suite:
             return run_suite(args, argv)
+        if args.track == 'seg':
+            from benchmarks.seg_runner import run_seg_benchmark
+            if args.threads:
+                import torch
+                torch.set_num_threads(args.threads)
+                os.environ['OMP_NUM_THREADS'] = str(args.threads)  # for worker processes
+            return run_seg_benchmark(seg_options(args, argv), run_track=main)
         opts = options(args, argv)
         from benchmarks.specs import parse_methods
         try:  # an unknown name fails first, in one line: the names are the user's
