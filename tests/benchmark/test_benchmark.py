@@ -331,7 +331,8 @@ def test_report_seeds_median_spread_and_ties(tmp_path):
 def test_finished_method_is_skipped_and_stale_one_rerun(tmp_path, monkeypatch):
     opts = benchmark_opts(tmp_path, methods='mae,simmim')
     fp = runner.fingerprint(dict(opts, tokenizer_id=runner.tokenizer_id(None)))
-    # mae: finished with these settings; simmim: finished with another budget
+    fp = dict(fp, recipe=runner.method_recipes(opts, ['mae'])['mae'])
+    # mae: finished with these settings and recipe; simmim: finished with another budget
     done = _fake_result('mae', 'MAE', settings=fp)
     os.makedirs(tmp_path / 'mae')
     json.dump(done, open(tmp_path / 'mae' / 'result.json', 'w'))
