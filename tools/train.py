@@ -29,6 +29,8 @@ from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.config_check import check_config  # noqa: E402
 from cim_mm.utils.cpu_threads import set_cpu_threads  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
+from cim_mm.utils.resume import corrupt_resume_error  # noqa: E402
+from cim_mm.utils.safe_checkpoint import CheckpointCorruptError  # noqa: E402
 
 apply_all()  # the fixes for the pinned stack: safe checkpoints, CPU DDP, interp2d
 filter_third_party_warnings()
@@ -148,7 +150,12 @@ def main(argv: list[str] | None = None) -> None:
         check_config(cfg)  # mask / grid / image-size mismatches: one line, before building
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         filter_third_party_logs(runner.logger)
-        runner.train()
+        try:
+            runner.train()
+        except CheckpointCorruptError as err:
+            if cfg.get('resume', False) and err.path:  # the checkpoint to resume from
+                raise corrupt_resume_error(err) from None
+            raise
 
 
 if __name__ == '__main__':

@@ -1,9 +1,9 @@
 """Several processes without CUDA (mmengine 0.10.7, torch 2.14).
 
-Three things stop ``tools/dist_train.sh CONFIG N`` on a machine without a GPU
+Four things stop ``tools/dist_train.sh CONFIG N`` on a machine without a GPU
 (mmengine 0.10). Applied by :func:`cim_mm.compat.apply_all`, tested in
 ``tests/compat/test_distributed.py``. Fixes 1 and 2 act only where CUDA is absent;
-fix 3 only on CPU tensors, where torch would raise:
+fix 3 only on CPU tensors, where torch would raise; fix 4 rides on fix 1:
 
 1. mmengine's ``init_dist`` calls ``torch.cuda.set_device(local_rank)`` for the
    pytorch / slurm / mpi launchers and defaults to (and the mmpretrain runtime
@@ -22,9 +22,19 @@ fix 3 only on CPU tensors, where torch would raise:
    thing (global batch mean / biased variance over all ranks for the
    normalisation, unbiased for the running variance) with autograd-aware
    all-reduces; every other input takes torch's own path.
+4. mmengine never destroys the process group it creates, so a gloo group is
+   left to the interpreter's finalization, where its C++ worker threads can
+   still drop tensors that Python objects own; taking the GIL then aborts the
+   process (``terminate called without an active exception``, SIGABRT), e.g.
+   a rank that finishes while rank 0 is still saving its checkpoint, and
+   torchrun then kills rank 0 mid-save. Without CUDA, once ``init_dist`` has
+   made the group, an ``atexit`` handler destroys it while the interpreter is
+   still whole (before finalization; ``destroy_process_group`` waits for the
+   group's queued work and joins its threads).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 from typing import Any, Callable, Iterator, Optional
@@ -75,10 +85,24 @@ def _cpu_safe_init(fn: Callable[..., None]) -> Callable[..., None]:
         if not _cuda_absent():
             return fn(backend, *args, **kwargs)
         with _cuda_set_device_skipped():
-            return fn(_cpu_backend(backend), *args, **kwargs)
+            fn(_cpu_backend(backend), *args, **kwargs)
+        _destroy_at_exit()
 
     setattr(init, _PATCHED, True)
     return init
+
+
+def _destroy_process_group() -> None:
+    """Destroy the default process group if one is still up (the ``atexit``
+    handler of fix 4; a no-op when the program destroyed it itself)."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
+def _destroy_at_exit() -> None:
+    """Register :func:`_destroy_process_group` to run at exit, once."""
+    atexit.unregister(_destroy_process_group)  # at most one registration
+    atexit.register(_destroy_process_group)
 
 
 def install_init_dist_fix() -> None:
@@ -209,7 +233,7 @@ def applied() -> bool:
 
 
 def apply() -> None:
-    """Apply the three fixes above. Idempotent; each acts only without CUDA."""
+    """Apply the four fixes above. Idempotent; each acts only without CUDA."""
     install_init_dist_fix()
     install_cpu_ddp_fix()
     install_cpu_sync_bn_fix()

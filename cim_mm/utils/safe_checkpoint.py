@@ -11,7 +11,9 @@ a command, or a numpy array of Python objects) is refused with a one-line
 
 :func:`atomic_torch_save` writes a checkpoint to a temporary file in the same
 folder and moves it into place with :func:`os.replace`, so a kill during a save
-never leaves the latest checkpoint unreadable. mmengine uses both once
+never leaves the latest checkpoint unreadable; a failed write (a full disk) is
+one :class:`CheckpointWriteError` line naming the file and the checkpoint that
+is still intact. mmengine uses both once
 :mod:`cim_mm.compat.checkpoint` is applied.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os.path as osp
 import pickle
 import tempfile
 import zipfile
-from typing import Any
+from typing import Any, BinaryIO, Optional
 
 import numpy as np
 import torch
@@ -30,8 +32,9 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from .errors import UserError
 
 __all__ = [
-    'CheckpointSecurityError', 'CheckpointCorruptError', 'safe_load', 'atomic_torch_save',
-    'refusal', 'is_truncated', 'corrupt_file_error', 'SAFE_GLOBALS'
+    'CheckpointSecurityError', 'CheckpointCorruptError', 'CheckpointWriteError',
+    'safe_load', 'atomic_torch_save', 'refusal', 'is_truncated', 'corrupt_file_error',
+    'intact_checkpoint', 'write_error', 'SAFE_GLOBALS'
 ]
 
 
@@ -40,7 +43,19 @@ class CheckpointSecurityError(RuntimeError):
 
 
 class CheckpointCorruptError(UserError):
-    """A checkpoint file that is cut off (a full disk, a killed copy) or damaged."""
+    """A checkpoint file that is cut off (a full disk, a killed copy) or damaged.
+
+    Attributes:
+        path: the file.
+    """
+
+    def __init__(self, message: str, path: str = '') -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class CheckpointWriteError(UserError):
+    """A checkpoint that could not be written (a full disk, no permission)."""
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
@@ -105,7 +120,8 @@ def is_truncated(path: str, err: BaseException) -> bool:
 def corrupt_file_error(path: str) -> CheckpointCorruptError:
     return CheckpointCorruptError(
         f'{path} is truncated or corrupt (not a complete torch checkpoint; '
-        f'{osp.getsize(path)} bytes): use an earlier checkpoint or save it again')
+        f'{osp.getsize(path)} bytes): use an earlier checkpoint or save it again',
+        path=path)
 
 
 def safe_load(path: str, map_location: Any = 'cpu') -> Any:
@@ -137,20 +153,72 @@ def _umask() -> int:
     return mask
 
 
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` to ``path`` through a temporary file + ``os.replace``."""
+def _temp_file(path: str) -> tuple[BinaryIO, str]:
+    """A new, empty, hidden file beside ``path`` (same file system, so
+    :func:`os.replace` is atomic), open for binary writing, and its name."""
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.tmp',
                                dir=folder)
+    return os.fdopen(fd, 'wb'), tmp
+
+
+def _os_error_in(err: BaseException) -> Optional[OSError]:
+    """The ``OSError`` that ``err`` is or was raised while handling: torch's
+    zip writer turns a failed ``write`` (a full disk) into a ``RuntimeError``
+    (``inline_container.cc``) raised on top of the ``OSError``."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def intact_checkpoint(folder: str) -> Optional[str]:
+    """The checkpoint that ``folder/last_checkpoint`` (mmengine's pointer to
+    the latest saved checkpoint) names, if that file exists."""
+    pointer = osp.join(folder, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        named = f.read().strip()
+    return named if named and osp.isfile(named) else None
+
+
+def write_error(path: str, err: OSError) -> CheckpointWriteError:
+    """The one-line error for a checkpoint that could not be written."""
+    reason = f'[Errno {err.errno}] {os.strerror(err.errno)}' if err.errno else str(err)
+    msg = f'could not write {path} ({reason}); nothing was replaced'
+    intact = intact_checkpoint(osp.dirname(osp.abspath(path)))
+    if intact is not None:
+        msg += (f'; the last saved checkpoint {intact} is intact: free space, then '
+                f'run the same command with --resume to continue from it')
+    return CheckpointWriteError(msg)
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save`` to ``path`` through a temporary file + ``os.replace``.
+
+    Raises:
+        CheckpointWriteError: an ``OSError`` (a full disk, no permission, a
+            quota) while writing; the temporary file is removed and ``path``,
+            if it existed, is unchanged.
+    """
+    tmp: Optional[str] = None
     try:
-        with os.fdopen(fd, 'wb') as f:
+        f, tmp = _temp_file(path)
+        with f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644 & ~_umask())  # mkstemp made it 0600
         os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
+    except BaseException as err:
+        if tmp is not None and osp.exists(tmp):
             os.remove(tmp)
+        os_error = _os_error_in(err) if isinstance(err, Exception) else None
+        if os_error is not None:
+            raise write_error(path, os_error) from err
         raise
