@@ -5,8 +5,9 @@ Two counts, because neither sees everything:
 * :class:`HostSyncCounter` -- a ``TorchDispatchMode`` over an eager step: every
   aten op whose result (or output shape) needs a device value on the host
   (``.item()``, ``nonzero``, boolean indexing, ...) and every copy back to the
-  host, by op name. Works on any device (the CPU dry run too), so it names
-  the code that would sync on CUDA even where nothing waits.
+  host, by op name; and every copy between devices, by direction. Works on any
+  device (the CPU dry run and the tests too, with ``meta`` standing in for
+  CUDA), so it names the code that would sync on CUDA even where nothing waits.
 * :func:`cuda_sync_warnings` -- on CUDA, ``torch.cuda.set_sync_debug_mode('warn')``
   over one step (compiled blocks included): every synchronizing CUDA call
   (stream syncs of pageable copies as well) raises a warning, counted here.
@@ -44,11 +45,14 @@ def _has_bool_index(args: tuple) -> bool:
 
 
 class HostSyncCounter(TorchDispatchMode):
-    """Counts sync ops (``syncs``) by op name; a device-to-host copy counts too."""
+    """Counts sync ops (``syncs``, by op name without ``aten.``) and copies
+    between devices (``copies``, keyed ``'src->dst'``); a copy to the CPU is
+    also a sync (a device-to-host read)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.syncs: Counter[str] = Counter()
+        self.copies: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func: Any, types: tuple, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
@@ -61,15 +65,23 @@ class HostSyncCounter(TorchDispatchMode):
             dst = torch.device(kwargs['device'])
         elif func is aten.copy_.default and isinstance(args[1], torch.Tensor):
             src, dst = args[1], args[0].device
-        if src is not None and dst is not None and src.device != dst and dst.type == 'cpu':
-            self.syncs['device->host copy'] += 1
+        if src is not None and dst is not None and src.device != dst:
+            self.copies[f'{src.device.type}->{dst.type}'] += 1
+            if dst.type == 'cpu':
+                self.syncs['device->host copy'] += 1
         return func(*args, **kwargs)
+
+
+def count_host_syncs(fn: Callable[[], Any]) -> tuple[Any, HostSyncCounter]:
+    """``fn()``'s result and the :class:`HostSyncCounter` of its ops."""
+    with HostSyncCounter() as counter:
+        out = fn()
+    return out, counter
 
 
 def count_sync_ops(fn: Callable[[], Any]) -> tuple[Any, dict]:
     """``fn()``'s result and ``dict(total, by_op)`` of its sync ops."""
-    with HostSyncCounter() as counter:
-        out = fn()
+    out, counter = count_host_syncs(fn)
     return out, dict(total=sum(counter.syncs.values()), by_op=dict(counter.syncs))
 
 
