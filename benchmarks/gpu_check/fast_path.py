@@ -3,10 +3,11 @@
 A recipe's speed lives in three places besides the model dict:
 ``env_cfg.cudnn_benchmark`` (the Runner sets ``torch.backends.cudnn.benchmark``),
 ``custom_hooks`` (``CompileBlocksHook``: ``torch.compile`` of the repeated
-blocks in place, in ``before_train``) and ``optim_wrapper.paramwise_cfg``
-(``merge_groups``: merged param groups, fused AdamW on CUDA). :func:`recipe_speed`
-reads them from the recipe file; :func:`compile_like_runner` runs the hook's
-``before_train`` on the built model. :func:`switches` reads every fast-path
+blocks in place; ``ChannelsLastHook``: NHWC convolutions of the ResNet
+enhancer; both in ``before_train``) and ``optim_wrapper.paramwise_cfg``
+(``merge_groups``: merged param groups, fused AdamW). :func:`recipe_speed`
+reads them from the recipe file; :func:`compile_like_runner` and
+:func:`channels_last_like_runner` do what the hooks do on the built model. :func:`switches` reads every fast-path
 switch back from the built model, optimizer and torch, so the results say what
 was on, not what was asked for.
 """
@@ -18,6 +19,9 @@ from typing import Any, Optional
 
 import torch
 import torch.nn as nn
+
+from cim_mm.engine.hooks import to_channels_last
+from cim_mm.engine.optim_wrappers import fused_adam_devices
 
 from .context import REPO_ROOT
 
@@ -38,14 +42,28 @@ def _load(path: str):
     return Config.fromfile(path if osp.isabs(path) else osp.join(REPO_ROOT, path))
 
 
-def recipe_speed(config: str) -> dict:
-    """``dict(cudnn_benchmark, compile_hook)`` of the recipe file ``config``
-    (``compile_hook``: the ``CompileBlocksHook`` entry of ``custom_hooks``, or None)."""
-    cfg = _load(config)
+def _hook(cfg: Any, name: str) -> Optional[dict]:
     hooks = [dict(h) for h in cfg.get('custom_hooks', [])
-             if str(h.get('type', '')).split('.')[-1] == 'CompileBlocksHook']
+             if str(h.get('type', '')).split('.')[-1] == name]
+    return hooks[0] if hooks else None
+
+
+def recipe_speed(config: str) -> dict:
+    """``dict(cudnn_benchmark, compile_hook, channels_last_hook)`` of the recipe
+    file ``config`` (the ``CompileBlocksHook`` / ``ChannelsLastHook`` entries
+    of ``custom_hooks``, or None)."""
+    cfg = _load(config)
     return dict(cudnn_benchmark=bool(cfg.get('env_cfg', {}).get('cudnn_benchmark', False)),
-                compile_hook=hooks[0] if hooks else None, config=config)
+                compile_hook=_hook(cfg, 'CompileBlocksHook'),
+                channels_last_hook=_hook(cfg, 'ChannelsLastHook'), config=config)
+
+
+def channels_last_like_runner(model: nn.Module, hook_cfg: Optional[dict]) -> list[str]:
+    """What the recipe's ``ChannelsLastHook`` does in ``before_train``, on any
+    device (the dry run exercises it on the CPU); the names converted."""
+    if hook_cfg is None:
+        return []
+    return to_channels_last(model, hook_cfg.get('modules', ('backbone', 'neck')))
 
 
 def apply_env(speed: dict) -> None:
@@ -112,7 +130,7 @@ def _on(flag: Any, detail: str = '') -> str:
 
 
 def switches(model: nn.Module, optim_wrapper: Any, compiled: dict,
-             channels_last_enhancer: bool = False) -> dict[str, str]:
+             channels_last: Optional[list[str]] = None) -> dict[str, str]:
     """Each fast-path switch this method has, read from what was built:
     ``'on'`` / ``'on: detail'`` or ``'off...'``. Switches a method does not
     have (BEiT's generator) are left out."""
@@ -126,10 +144,11 @@ def switches(model: nn.Module, optim_wrapper: Any, compiled: dict,
     if name in ('Adam', 'AdamW'):
         impl = 'fused' if opt.defaults.get('fused') else (
             'foreach' if opt.defaults.get('foreach') else 'per tensor')
-        cuda = all(p.is_cuda for g in opt.param_groups for p in g['params'])
-        want = 'fused' if cuda else 'foreach'
+        devices = fused_adam_devices()
+        fusable = all(p.device.type in devices for g in opt.param_groups for p in g['params'])
+        want = 'fused' if fusable else 'foreach'
         out['fused_adamw'] = _on(impl == want, f'{name} {impl}'
-                                 + ('' if cuda else ' (no CUDA: fused is CUDA only)'))
+                                 + ('' if fusable else ' (no fused kernels on this device)'))
     sdpa: list[str] = []  # the outermost SDPA modules (backbones, not their layers)
     for n, m in model.named_modules():
         if type(m).__name__.startswith('SDPA') and not any(
@@ -154,8 +173,11 @@ def switches(model: nn.Module, optim_wrapper: Any, compiled: dict,
     head = _find(model, 'head')
     if hasattr(head, 'separable_window'):
         out['separable_window'] = _on(head.separable_window)
-    if channels_last_enhancer:
-        out['channels_last_enhancer'] = 'on'
+    if channels_last is not None:  # the recipe has a ChannelsLastHook
+        convs = [p for n in channels_last for p in _find(model, n).parameters() if p.dim() == 4]
+        nhwc = bool(convs) and all(p.is_contiguous(memory_format=torch.channels_last)
+                                   for p in convs) and not all(p.is_contiguous() for p in convs)
+        out['channels_last_enhancer'] = _on(nhwc, ', '.join(channels_last))
     out['compile'] = compiled['status']
     out['cudnn_benchmark'] = _on(torch.backends.cudnn.benchmark, 'from env_cfg'
                                  + ('' if torch.cuda.is_available() else

@@ -41,8 +41,9 @@ import torch
 from ..cost import CIMStepProfiler, MemoryMeter
 from ..flops import count_flops
 from .context import CheckContext
-from .fast_path import apply_env, compile_like_runner, recipe_speed, switches
-from .models import RESNET_METHOD, build_model, build_optim_wrapper, method_batch, speed_recipe
+from .fast_path import (apply_env, channels_last_like_runner, compile_like_runner, recipe_speed,
+                        switches)
+from .models import build_model, build_optim_wrapper, method_batch, speed_recipe
 from .syncs import count_sync_ops, cuda_sync_warnings
 
 
@@ -87,10 +88,8 @@ def _time_at(ctx: CheckContext, method: str, bs: int, count: bool,
     apply_env(speed)
     t_build = time.perf_counter()
     model = build_model(ctx.scale, method, ctx.device)
-    channels_last_enhancer = method == RESNET_METHOD
-    if channels_last_enhancer:  # NHWC convolutions in the ResNet enhancer
-        for part in ('backbone', 'neck'):
-            getattr(model, part).to(memory_format=torch.channels_last)
+    # NHWC convolutions (the ResNet recipes' ChannelsLastHook; same Parameters)
+    nhwc = channels_last_like_runner(model, speed['channels_last_hook'])
     optim = build_optim_wrapper(model, ctx.scale, ctx.device, method)
     data = method_batch(ctx.batch, method, bs)
     build_s = time.perf_counter() - t_build
@@ -147,7 +146,8 @@ def _time_at(ctx: CheckContext, method: str, bs: int, count: bool,
                host_syncs_method=sync_method, sync_ops_per_step=sync_ops,
                peak_mem_mb=mem['peak_mem_mb'], mem_method=mem['mem_method'],
                losses=losses, recipe=speed['config'],
-               switches=switches(model, optim, compiled, channels_last_enhancer))
+               switches=switches(model, optim, compiled,
+                                  nhwc if speed['channels_last_hook'] else None))
     if count:
         plain = s.plain_gflops.get(method)
         out.update(flops_per_step=float(flops), gflops_per_img=flops / bs / 1e9,

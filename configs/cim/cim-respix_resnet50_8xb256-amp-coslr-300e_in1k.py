@@ -166,10 +166,12 @@ find_unused_parameters = False
 # lr above is for 8 x 256 = 2048 images per step; `--auto-scale-lr` rescales it linearly.
 auto_scale_lr = dict(base_batch_size=2048)
 
-# Speed (CUDA only, no effect on CPU): cuDNN picks its fastest convolutions, and the
+# Speed (CUDA only, no effect on CPU): cuDNN picks its fastest convolutions, the ResNet
+# enhancer (backbone + neck) runs in channels_last (NHWC, same keys and values), and the
 # generator's layers and the tokenizer's encode/decode are torch.compile'd in place
 # (same checkpoint keys; compile time logged). The ResNet enhancer stays eager: SyncBN
-# under torch.compile is unchecked here.
+# under torch.compile is unchecked here. Off: drop the hook from custom_hooks.
 env_cfg = dict(cudnn_benchmark=True)
 custom_hooks = _base_.custom_hooks + [
+    dict(type='ChannelsLastHook', modules=('backbone', 'neck')),
     dict(type='CompileBlocksHook', modules=('generator.backbone.layers', ))]

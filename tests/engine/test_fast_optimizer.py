@@ -15,7 +15,8 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
-from cim_mm.engine.optim_wrappers import adam_implementation, merge_param_groups
+from cim_mm.engine.optim_wrappers import (adam_implementation, fused_adam_devices,
+                                          merge_param_groups)
 from cim_mm.utils.errors import UserError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -114,7 +115,7 @@ def test_cim_recipe_groups_merge_and_give_the_same_updates(optimizer):
     assert hyper['backbone.layers.0.ffn.layers.0.0.weight']['weight_decay'] == \
         recipe['optimizer']['weight_decay'] > 0
     if optimizer != 'Lamb':
-        assert all(g['foreach'] for g in fast.optimizer.param_groups)  # CPU: foreach
+        assert all(g['fused'] for g in fast.optimizer.param_groups)  # CPU: fused kernels
     for step in range(5):
         _steps(plain_model, plain, range(step, step + 1))
         _steps(fast_model, fast, range(step, step + 1))
@@ -172,7 +173,7 @@ def test_resume_through_the_optimizer_state_gives_the_same_next_steps():
     for group in ckpt['optimizer']['param_groups']:  # as if saved on another device
         group.update(foreach=False, fused=None)
     resumed.load_state_dict(ckpt['optimizer'])
-    assert all(g['foreach'] for g in resumed.optimizer.param_groups)  # this run's choice
+    assert all(g['fused'] for g in resumed.optimizer.param_groups)  # this run's choice
     _steps(model, wrapper, range(3, 6))
     _steps(resumed_model, resumed, range(3, 6))
     for p, q in zip(model.parameters(), resumed_model.parameters()):
@@ -209,6 +210,7 @@ def test_merge_fills_the_optimizer_defaults_and_keeps_order():
 class _FakeCudaParam:
     requires_grad = True
     is_cuda = True
+    device = torch.device('cuda')
 
     @staticmethod
     def is_floating_point() -> bool:
@@ -221,13 +223,15 @@ class _FakeCudaModel:
         return [_FakeCudaParam(), _FakeCudaParam()]
 
 
-def test_adam_runs_fused_on_cuda_foreach_elsewhere_unless_the_config_chooses():
+def test_adam_runs_fused_where_kernels_exist_foreach_elsewhere_unless_the_config_chooses():
     adamw = dict(type='AdamW', lr=1e-3)
     assert adam_implementation(adamw, _FakeCudaModel()) == dict(fused=True)
-    assert adam_implementation(adamw, nn.Linear(2, 2)) == dict(foreach=True)
+    assert adam_implementation(adamw, nn.Linear(2, 2)) == dict(fused=True)  # CPU kernels
+    assert 'meta' not in fused_adam_devices()
+    assert adam_implementation(adamw, nn.Linear(2, 2, device='meta')) == dict(foreach=True)
     assert adam_implementation(dict(adamw, fused=False), _FakeCudaModel()) == {}
     assert adam_implementation(dict(adamw, foreach=False), nn.Linear(2, 2)) == {}
-    assert adam_implementation(dict(type=torch.optim.Adam), nn.Linear(2, 2)) == \
+    assert adam_implementation(dict(type=torch.optim.Adam), nn.Linear(2, 2, device='meta')) == \
         dict(foreach=True)
     assert adam_implementation(dict(type='Lamb', lr=1e-3), _FakeCudaModel()) == {}
 

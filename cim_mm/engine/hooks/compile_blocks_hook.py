@@ -15,7 +15,7 @@ DEFAULT_MODULES = ('backbone.layers', 'generator.backbone.layers')
 DEFAULT_METHODS = ('tokenizer.encode', 'tokenizer.decode')
 
 
-def _resolve(root: nn.Module, dotted: str) -> Optional[Any]:
+def resolve_dotted(root: nn.Module, dotted: str) -> Optional[Any]:
     obj: Any = root
     for part in dotted.split('.'):
         obj = getattr(obj, part, None)
@@ -42,7 +42,7 @@ def compile_blocks(model: nn.Module, modules: Sequence[str] = DEFAULT_MODULES,
     """
     done: list[str] = []
     for name in modules:
-        module = _resolve(model, name)
+        module = resolve_dotted(model, name)
         if not isinstance(module, nn.Module):
             continue
         if isinstance(module, (nn.ModuleList, nn.Sequential)):
@@ -54,7 +54,7 @@ def compile_blocks(model: nn.Module, modules: Sequence[str] = DEFAULT_MODULES,
             done.append(name)
     for name in methods:
         owner_name, _, attr = name.rpartition('.')
-        owner = _resolve(model, owner_name) if owner_name else model
+        owner = resolve_dotted(model, owner_name) if owner_name else model
         method = getattr(owner, attr, None) if owner is not None else None
         if callable(method):
             setattr(owner, attr, torch.compile(method, **compile_kwargs))

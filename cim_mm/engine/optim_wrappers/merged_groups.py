@@ -8,9 +8,11 @@ a group, so it then launches a few kernels per tensor. With
 merge the groups whose hyper-parameters are equal (lr, weight decay, layer-decay
 scale, ... - everything but the tensors and their names), in the order the
 constructor made them, and give Adam / AdamW ``fused=True`` when every trainable
-tensor is on CUDA, ``foreach=True`` otherwise (unless the optimizer config sets
-``fused`` or ``foreach`` itself). Each tensor sees the same hyper-parameters as
-before, so the updates are those of the per-tensor groups.
+tensor is on a device with PyTorch's fused Adam kernels (CUDA, and the CPU too),
+``foreach=True`` otherwise (unless the optimizer config sets ``fused`` or
+``foreach`` itself). The fused kernels read the step counts as tensors, where
+the un-fused paths make one ``.item()`` per tensor. Each tensor sees the same
+hyper-parameters as before, so the updates are those of the per-tensor groups.
 
 Optimizer states of the two layouts do not fit each other: resuming a
 checkpoint saved with the other layout stops with one line saying which
@@ -29,7 +31,7 @@ from mmengine.optim import OptimWrapper
 
 from cim_mm.utils.errors import UserError
 
-__all__ = ['MergeGroupsMixin', 'merge_param_groups', 'adam_implementation']
+__all__ = ['MergeGroupsMixin', 'merge_param_groups', 'adam_implementation', 'fused_adam_devices']
 
 #: keys of a param group that name its tensors, not how they are optimized
 _NOT_HYPER = ('params', 'param_name', 'param_names')
@@ -69,15 +71,26 @@ def _optimizer_name(optimizer_type: Any) -> str:
     return optimizer_type if isinstance(optimizer_type, str) else optimizer_type.__name__
 
 
+def fused_adam_devices() -> frozenset[str]:
+    """Device types PyTorch has fused Adam / AdamW kernels for."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # a PyTorch without the helper: CUDA had them first
+        return frozenset({'cuda'})
+    return frozenset(_get_fused_kernels_supported_devices())
+
+
 def adam_implementation(optimizer_cfg: dict, model: nn.Module) -> dict:
-    """``{fused: True}`` (every trainable tensor on CUDA) or ``{foreach: True}``
-    for Adam / AdamW; ``{}`` for other optimizers or when the config chooses."""
+    """``{fused: True}`` (every trainable tensor floating and on a device with
+    fused kernels, :func:`fused_adam_devices`) or ``{foreach: True}`` for Adam /
+    AdamW; ``{}`` for other optimizers or when the config chooses."""
     if _optimizer_name(optimizer_cfg['type']) not in _ADAMS:
         return {}
     if 'fused' in optimizer_cfg or 'foreach' in optimizer_cfg:
         return {}
     params = [p for p in model.parameters() if p.requires_grad]
-    if params and all(p.is_cuda and p.is_floating_point() for p in params):
+    devices = fused_adam_devices()
+    if params and all(p.is_floating_point() and p.device.type in devices for p in params):
         return dict(fused=True)
     return dict(foreach=True)
 
