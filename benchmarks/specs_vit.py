@@ -21,13 +21,15 @@ from .spec_parts import (MAP_PIXELS_MEAN, MAP_PIXELS_STD, MethodSpec, contrastiv
 
 # The order of the table.
 METHODS = ('cim-respix', 'cim-revdet', 'mae', 'simmim', 'beit', 'maskfeat',
-           'simclr', 'densecl', 'croco', 'random')
+           'simclr', 'densecl', 'croco', 'croco-other', 'random')
 LABELS = {
     'cim-respix': 'CIM-ResPix', 'cim-revdet': 'CIM-RevDet', 'mae': 'MAE',
     'simmim': 'SimMIM', 'beit': 'BEiT v1', 'maskfeat': 'MaskFeat',
     'simclr': 'SimCLR', 'densecl': 'DenseCL',
     # the paper's pairs are two views of one scene; here two crops of one image
-    'croco': 'CroCo, two crops of one image: not multi-view', 'random': 'random init',
+    'croco': 'CroCo, two crops of one image: not multi-view',
+    # the control: does the decoder use view 2? (view 2 from the previous image)
+    'croco-other': 'CroCo control: view 2 from another image', 'random': 'random init',
 }
 # CroCo's objective (mask ratio, crops) comes from its Fashion-MNIST config
 CROCO_CONFIG = 'configs/benchmarks_peers/croco_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py'
@@ -175,7 +177,9 @@ def _densecl(scale: Scale) -> MethodSpec:
         '~1M iterations in mmpretrain) is not used.'])
 
 
-def _croco(scale: Scale) -> MethodSpec:
+def _croco(scale: Scale, name: str = 'croco') -> MethodSpec:
+    """CroCo (``croco``) or its control (``croco-other``: view 2 from the
+    previous image of the batch, ``CroCo(view2='other_image')``)."""
     cfg = load_config(CROCO_CONFIG)
     bb = scale.backbone_common()
     bb.pop('init_cfg')
@@ -184,7 +188,8 @@ def _croco(scale: Scale) -> MethodSpec:
     # the decoder at the scale's MAE decoder size (the config's is cpu-small's)
     neck.update(num_patches=scale.grid**2, patch_size=scale.patch_size,
                 embed_dim=scale.embed_dims, **scale.mae_decoder)
-    model = dict(type='CroCo', view2=cfg.model.view2, data_preprocessor=preproc(scale),
+    view2 = 'other_image' if name == 'croco-other' else cfg.model.view2
+    model = dict(type='CroCo', view2=view2, data_preprocessor=preproc(scale),
                  backbone=bb, neck=neck, head=cfg.model.head.to_dict(),
                  init_cfg=[dict(c) for c in cfg.model.init_cfg])
     views = next(t for t in cfg.train_dataloader.dataset.pipeline
@@ -196,11 +201,14 @@ def _croco(scale: Scale) -> MethodSpec:
     # the config's pairs)
     head = [t for t in scale.base_pipeline if t['type'] != 'RandomFlip']
     pipeline = copy.deepcopy(head) + [views, dict(type='PackInputs')]
-    return MethodSpec('croco', LABELS['croco'], model, pipeline, _vit_eval(scale), notes=[
-        f'CroCo: MAEViT encoder (mask ratio {bb["mask_ratio"]}) shared by both views, '
-        'CroCoDecoder (cross-attention to view 2) at the MAE decoder size, MAE\'s '
-        f'normalised-pixel L2 loss ({CROCO_CONFIG}); the pairs are two overlapping crops '
-        'of one image, not two views of a scene.'])
+    notes = [f'CroCo: MAEViT encoder (mask ratio {bb["mask_ratio"]}) shared by both views, '
+             'CroCoDecoder (cross-attention to view 2) at the MAE decoder size, MAE\'s '
+             f'normalised-pixel L2 loss ({CROCO_CONFIG}); the pairs are two overlapping '
+             'crops of one image, not two views of a scene.']
+    if view2 == 'other_image':
+        notes.append('croco-other: the control, view 2 is the second crop of the previous '
+                     'image of the batch (CroCo(view2=\'other_image\')).')
+    return MethodSpec(name, LABELS[name], model, pipeline, _vit_eval(scale), notes=notes)
 
 
 def _random(scale: Scale) -> MethodSpec:
@@ -212,7 +220,8 @@ VIT_BUILDERS: dict[str, Callable[[Scale], MethodSpec]] = {
     'cim-respix': lambda s: _cim(s, 'cim-respix'),
     'cim-revdet': lambda s: _cim(s, 'cim-revdet'),
     'mae': _mae, 'simmim': _simmim, 'beit': _beit, 'maskfeat': _maskfeat,
-    'simclr': _simclr, 'densecl': _densecl, 'croco': _croco, 'random': _random,
+    'simclr': _simclr, 'densecl': _densecl, 'croco': _croco,
+    'croco-other': lambda s: _croco(s, 'croco-other'), 'random': _random,
 }
 
 

@@ -197,3 +197,14 @@ def test_fashion_mnist_config_takes_a_step(fake_fashion_mnist):
     loss.backward()
     assert model.backbone.layers[0].attn.qkv.weight.grad.abs().sum() > 0
     assert model.neck.decoder_blocks[0].cross_attn.k.weight.grad.abs().sum() > 0
+
+
+def test_benchmark_control_differs_from_croco_only_in_view2(fake_fashion_mnist):
+    from benchmarks.scales import build_scale
+    from benchmarks.specs import build_spec
+    scale = build_scale('cpu-small', tokenizer_ckpt=None, data_root=fake_fashion_mnist)
+    croco, control = build_spec('croco', scale), build_spec('croco-other', scale)
+    assert croco.model['view2'] == 'pair' and control.model['view2'] == 'other_image'
+    assert {**control.model, 'view2': 'pair'} == croco.model
+    assert control.pipeline == croco.pipeline and control.eval_backbone == croco.eval_backbone
+    assert control.label != croco.label and 'another image' in control.label
