@@ -32,6 +32,7 @@ import argparse
 import glob
 import io
 import json
+import logging
 import math
 import os
 import os.path as osp
@@ -47,6 +48,7 @@ warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  #
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -149,7 +151,13 @@ def build_croco(crop: int, patch: int) -> torch.nn.Module:
     model.neck.update(num_patches=(crop // patch)**2, patch_size=patch)
     model.head.update(patch_size=patch)
     croco = MODELS.build(model)
-    croco.init_weights()
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # init_weights logs every tensor's initialiser
+    try:
+        croco.init_weights()
+    finally:
+        logger.setLevel(level)
     return croco
 
 
@@ -195,6 +203,9 @@ def train(model: torch.nn.Module, left: np.ndarray, right: np.ndarray, args: arg
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
+        if (step + 1) % 100 == 0 or step + 1 == args.steps:
+            print(f'croco_stereo: step {step + 1}/{args.steps}, loss '
+                  f'{np.mean(losses[-100:]):.4f}', flush=True)
     return losses
 
 
