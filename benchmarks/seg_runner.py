@@ -38,10 +38,10 @@ from .seg_report import write_seg_report
 from .seg_specs import parse_seg_methods, row_label, seg_config
 from .specs import build_spec
 
-#: rough seconds of one run at the configs' 120 iterations (2 idle cores, 64 px,
-#: 500 validation scenes), before any was measured
-RUN_GUESS_S = 300.
-CONFIG_ITERS = 120
+#: rough seconds of one run at the configs' 400 iterations (2 idle cores, 64 px,
+#: 500 validation scenes): a fine-tune run ~290 s, a frozen probe ~100 s
+RUN_GUESS_S = 200.
+CONFIG_ITERS = 400
 
 
 def file_digest(path: str) -> str:

@@ -35,7 +35,7 @@ MODES = ('finetune', 'frozen')
 MODE_LABELS = {'finetune': 'UperNet, fine-tuned', 'frozen': 'frozen backbone, linear head'}
 
 _BENCH = 'configs/cim/benchmarks/'
-_SUFFIX = '_1xb8-120it_fashion-mnist-scenes-64x64.py'
+_SUFFIX = '_1xb8-400it_fashion-mnist-scenes-64x64.py'
 #: (track, mode) -> the shipped seg config
 SEG_CONFIGS: dict[tuple[str, str], str] = {
     ('vit', 'finetune'): _BENCH + 'upernet_vit-tiny-p4_cim-pre' + _SUFFIX,

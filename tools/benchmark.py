@@ -162,8 +162,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     seg.add_argument('--seg-modes', default='finetune,frozen',
                      help='finetune (UperNet, whole backbone) and/or frozen (frozen '
                      'backbone, linear head)')
-    seg.add_argument('--seg-iters', type=int, default=120,
-                     help="iterations of batch 8 per seg run (the configs' 120)")
+    seg.add_argument('--seg-iters', type=int, default=400,
+                     help="iterations of batch 8 per seg run (the configs' 400)")
     seg.add_argument('--scene-size', type=int, default=64,
                      help="scene side in px (the configs' 64; smaller for smoke tests)")
     seg.add_argument('--scenes-root', default=None,

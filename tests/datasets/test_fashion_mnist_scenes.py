@@ -26,9 +26,9 @@ from mmpretrain.registry import MODELS as PRE_MODELS
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BENCH = osp.join(ROOT, 'configs', 'cim', 'benchmarks')
 SEG_CONFIGS = {
-    'vit': 'upernet_vit-tiny-p4_cim-pre_1xb8-120it_fashion-mnist-scenes-64x64.py',
-    'vit-frozen': 'fcn_vit-tiny-p4_cim-pre-frozen_1xb8-120it_fashion-mnist-scenes-64x64.py',
-    'r18': 'upernet_r18-w32_cim-pre_1xb8-120it_fashion-mnist-scenes-64x64.py',
+    'vit': 'upernet_vit-tiny-p4_cim-pre_1xb8-400it_fashion-mnist-scenes-64x64.py',
+    'vit-frozen': 'fcn_vit-tiny-p4_cim-pre-frozen_1xb8-400it_fashion-mnist-scenes-64x64.py',
+    'r18': 'upernet_r18-w32_cim-pre_1xb8-400it_fashion-mnist-scenes-64x64.py',
 }
 DEMOS = {  # pre-training config whose enhancer each seg config takes
     'vit': 'cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py',

@@ -4,7 +4,7 @@
 # fashion-mnist-32px.py (a half-width ResNet-18, stem/base channels 32, stage strides
 # 1, 1, 1, 2) in mmseg's UperNet-R50 recipe (upernet_r50: C2-C5 -> UPerHead + FCN auxiliary
 # head on C4, SGD, poly) on 64x64 scenes. Data, schedule length and runtime as
-# ./upernet_vit-tiny-p4_cim-pre_1xb8-120it_fashion-mnist-scenes-64x64.py.
+# ./upernet_vit-tiny-p4_cim-pre_1xb8-400it_fashion-mnist-scenes-64x64.py.
 #   python tools/model_converters/cim_to_downstream.py \
 #       work_dirs/cim-respix_resnet18-w32_1xb64-500it_fashion-mnist-32px/iter_500.pth \
 #       work_dirs/cim-respix_resnet18-w32_1xb64-500it_fashion-mnist-32px/backbone_upernet-64px.pth \
@@ -12,7 +12,7 @@
 # A frozen-backbone probe: --cfg-options model.backbone.frozen_stages=4
 # model.backbone.norm_eval=True (mmseg's ResNet freezes the stem and stages 1-4 and keeps
 # their BN statistics).
-_base_ = './upernet_vit-tiny-p4_cim-pre_1xb8-120it_fashion-mnist-scenes-64x64.py'
+_base_ = './upernet_vit-tiny-p4_cim-pre_1xb8-400it_fashion-mnist-scenes-64x64.py'
 
 pretrained = ('work_dirs/cim-respix_resnet18-w32_1xb64-500it_fashion-mnist-32px/'
               'backbone_upernet-64px.pth')

@@ -2,17 +2,17 @@
 #
 # The probe of the small seg track, CNN enhancer: what the pre-trained C5 features hold per
 # location, without fine-tuning. The enhancer of ../cim-respix_resnet18-w32_1xb64-500it_
-# fashion-mnist-32px.py as in ./upernet_r18-w32_cim-pre_1xb8-120it_fashion-mnist-scenes-
+# fashion-mnist-32px.py as in ./upernet_r18-w32_cim-pre_1xb8-400it_fashion-mnist-scenes-
 # 64x64.py, frozen (mmseg's frozen_stages=4: stem and stages 1-4 get no gradient and keep
 # their BN statistics with norm_eval), its C5 map ([B, 256, 8, 8] on 64 px: the feature the
 # classification tracks evaluate) -> a 1x1 convolution (FCNHead without convs: a
 # per-location linear classifier) -> bilinear upsampling in the loss. Data, schedule length
-# and runtime as ./upernet_vit-tiny-p4_cim-pre_1xb8-120it_fashion-mnist-scenes-64x64.py.
+# and runtime as ./upernet_vit-tiny-p4_cim-pre_1xb8-400it_fashion-mnist-scenes-64x64.py.
 #   python tools/model_converters/cim_to_downstream.py \
 #       work_dirs/cim-respix_resnet18-w32_1xb64-500it_fashion-mnist-32px/iter_500.pth \
 #       work_dirs/cim-respix_resnet18-w32_1xb64-500it_fashion-mnist-32px/backbone_frozen-64px.pth \
 #       --target-config THIS_CONFIG
-_base_ = './upernet_r18-w32_cim-pre_1xb8-120it_fashion-mnist-scenes-64x64.py'
+_base_ = './upernet_r18-w32_cim-pre_1xb8-400it_fashion-mnist-scenes-64x64.py'
 
 pretrained = ('work_dirs/cim-respix_resnet18-w32_1xb64-500it_fashion-mnist-32px/'
               'backbone_frozen-64px.pth')

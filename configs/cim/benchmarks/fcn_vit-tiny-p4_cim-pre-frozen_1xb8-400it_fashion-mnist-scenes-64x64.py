@@ -4,7 +4,7 @@
 # fine-tuning. The enhancer of ../cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py,
 # frozen, its last block's 16x16 patch features (final norm on) -> a 1x1 convolution
 # (FCNHead without convs: a per-patch linear classifier) -> bilinear upsampling in the loss.
-# Data, schedule and runtime as ./upernet_vit-tiny-p4_cim-pre_1xb8-120it_fashion-mnist-
+# Data, schedule and runtime as ./upernet_vit-tiny-p4_cim-pre_1xb8-400it_fashion-mnist-
 # scenes-64x64.py. Convert the enhancer for THIS config (another backbone class):
 #   python tools/model_converters/cim_to_downstream.py \
 #       work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/iter_500.pth \
@@ -15,7 +15,7 @@
 # contains none of the listed strings gets requires_grad=False; [] freezes all), which
 # mmseg's MAE / BEiT lack; a frozen backbone gets no gradient and costs no backward, unlike
 # an lr_mult=0 paramwise_cfg (which mmseg's LayerDecayOptimizerConstructor also ignores).
-_base_ = './upernet_vit-tiny-p4_cim-pre_1xb8-120it_fashion-mnist-scenes-64x64.py'
+_base_ = './upernet_vit-tiny-p4_cim-pre_1xb8-400it_fashion-mnist-scenes-64x64.py'
 
 pretrained = ('work_dirs/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px/'
               'backbone_frozen-64px.pth')

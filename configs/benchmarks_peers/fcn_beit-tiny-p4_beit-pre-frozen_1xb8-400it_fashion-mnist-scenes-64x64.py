@@ -3,7 +3,7 @@
 # The seg track's frozen probe for the BEiT v1 peer, whose backbone (mmpretrain BEiTViT:
 # layer scale, a relative position bias shared by all blocks, no absolute position
 # embedding) mmseg's VisionTransformer of
-# ../cim/benchmarks/fcn_vit-tiny-p4_cim-pre-frozen_1xb8-120it_fashion-mnist-scenes-64x64.py
+# ../cim/benchmarks/fcn_vit-tiny-p4_cim-pre-frozen_1xb8-400it_fashion-mnist-scenes-64x64.py
 # cannot hold. mmpretrain's own BEiTViT inside this mmseg config holds it exactly: the
 # converter copies the shared table into every block's own table (use_rel_pos_bias, the
 # same bias in each block: the same function) and resizes it from the 8x8 grid of 32 px
@@ -12,7 +12,7 @@
 # data, schedule and optimizer are the ViT probe's.
 #   python tools/model_converters/cim_to_downstream.py BEIT_CHECKPOINT OUT \
 #       --target-config THIS_CONFIG
-_base_ = '../cim/benchmarks/fcn_vit-tiny-p4_cim-pre-frozen_1xb8-120it_fashion-mnist-scenes-64x64.py'
+_base_ = '../cim/benchmarks/fcn_vit-tiny-p4_cim-pre-frozen_1xb8-400it_fashion-mnist-scenes-64x64.py'
 
 pretrained = 'work_dirs/beit_vit-tiny-p4_fashion-mnist-32px/backbone_frozen-64px.pth'
 embed_dims = 128  # the benchmark's tiny ViT width
