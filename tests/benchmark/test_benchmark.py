@@ -412,7 +412,7 @@ def test_suite_runs_vit_resnet_and_ablations(tmp_path, monkeypatch, fake_fashion
         ('vit', None, 3, 60.), ('resnet', None, 3, 60.), ('vit', 'all', 1, 480.)]
     assert [osp.basename(o['work_dir']) for o in seen] == ['vit', 'resnet', 'ablation']
     out = capsys.readouterr().out
-    assert 'suite: vit: 30 run(s)' in out and 'resnet: 33 run(s)' in out and 'ETA' in out
+    assert 'suite: vit: 33 run(s)' in out and 'resnet: 33 run(s)' in out and 'ETA' in out
 
 
 def test_process_clock_counts_cpu_time_over_threads():
