@@ -72,30 +72,17 @@ def tiny_vit_cim_cfg(head: str = 'respix', img_size: int = 16, patch: int = 4,
 
 def tiny_resnet_cim_cfg(head: str = 'respix', img_size: int = 16, patch: int = 4,
                         tok_down: int = 2, vocab: int = 16) -> dict:
-    """A CIM model with a tiny ResNet-18 enhancer: 16 px images, 4x4 grid.
+    """:func:`tiny_vit_cim_cfg` with a tiny ResNet-18 enhancer + ``CNNPatchNeck``.
 
     The stem is x4 (16 px -> 4x4 = the grid); strides (1, 1, 1, 2) keep C4 on
     the grid and put C5 at 2x2, the ResNet-50-at-224-px layout in miniature.
     """
-    grid = img_size // patch
-    tok_size = grid * tok_down
-    head_cfg = (dict(type='ResPixHead', in_channels=32, patch_size=patch)
-                if head == 'respix' else dict(type='RevDetHead', in_channels=32))
-    return dict(
-        type='CIM',
-        data_preprocessor=dict(type='CIMDataPreprocessor', mean=[127.5] * 3,
-                               std=[127.5] * 3, tokenizer_img_size=tok_size),
-        backbone=dict(type='ResNet', depth=18, stem_channels=8, base_channels=8,
-                      strides=(1, 1, 1, 2), out_indices=(2, 3)),
-        neck=dict(type='CNNPatchNeck', in_channels=(32, 64), out_channels=32,
-                  out_size=grid),
-        head=head_cfg,
-        tokenizer=dict(type='ToyTokenizer', vocab_size=vocab, downsample=tok_down),
-        generator=dict(type='BEiTGenerator', vocab_size=vocab,
-                       backbone=dict(arch=dict(embed_dims=16, num_layers=1,
-                                               num_heads=2, feedforward_channels=32),
-                                     img_size=tok_size, patch_size=tok_down)),
-    )
+    cfg = tiny_vit_cim_cfg(head, img_size, patch, tok_down, vocab)
+    cfg['backbone'] = dict(type='ResNet', depth=18, stem_channels=8, base_channels=8,
+                           strides=(1, 1, 1, 2), out_indices=(2, 3))
+    cfg['neck'] = dict(type='CNNPatchNeck', in_channels=(32, 64), out_channels=32,
+                       out_size=img_size // patch)
+    return cfg
 
 
 def make_batch(batch_size: int = 4, img_size: int = 16, grid: int = 4,
