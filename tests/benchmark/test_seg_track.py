@@ -157,6 +157,40 @@ def test_beit_backbone_converts_exactly(mode, tmp_path):
         assert not any(p.requires_grad for p in target.parameters())
 
 
+_ROWS = [(t, m, mode) for t, ms in SEG_METHODS.items() for m in ms if m != 'random'
+         for mode in ('finetune', 'frozen')]
+
+
+@pytest.mark.parametrize('track,method,mode', _ROWS,
+                         ids=[f'{t}-{m}-{mode}' for t, m, mode in _ROWS])
+def test_every_row_converts_into_its_seg_config(track, method, mode, tmp_path):
+    """Each seg row's ``backbone.pth`` (its evaluation backbone, random weights)
+    converts into the mode's seg backbone, and its weights arrive there: the
+    converter's own load-back passes, and the first convolution's kernel that
+    the seg backbone builds from the written file is the source's."""
+    cfg = build_spec(method, build_scale('cpu-small', track=track)).eval_backbone
+    torch.manual_seed(0)
+    src_model = PRE_MODELS.build(dict(cfg))
+    state = src_model.state_dict()
+    first = next(k for k, v in state.items() if v.dim() == 4)  # patch / stem conv [C, 3, k, k]
+    state[first] = torch.randn_like(state[first])
+    src = str(tmp_path / 'backbone.pth')
+    torch.save(state, src)
+    weights = str(tmp_path / 'seg.pth')
+    run_cfg = write_run_config(seg_config(track, mode, method), str(tmp_path / 'cfg.py'),
+                               weights=weights, scenes_root=str(tmp_path), iters=2,
+                               scene_size=32, seed=0, work_dir=str(tmp_path))
+    rep = convert_backbone(src, cfg, run_cfg, weights)
+    assert rep.ok and not rep.verify_failures, rep
+    seg = load(run_cfg)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        target = SEG_MODELS.build(seg.model.backbone)
+    target.init_weights()  # loads ``weights`` (init_cfg Pretrained)
+    kernels = [v for v in target.state_dict().values()
+               if v.dim() == 4 and v.shape == state[first].shape]
+    assert any(torch.equal(k, state[first]) for k in kernels), first
+
+
 def test_scaled_schedule_keeps_the_shape_of_the_schedule():
     warm = dict(type='LinearLR', begin=0, end=12)
     poly = dict(type='PolyLR', begin=12, end=120)
