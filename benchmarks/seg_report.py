@@ -69,6 +69,44 @@ def _status(row: dict, modes: list[str]) -> str:
     return '; '.join(parts) or 'ok'
 
 
+def _tied(rows: list[dict], keys: list[str]) -> dict[str, set]:
+    """Per figure key, the rows (by ``row``) tied with its best median."""
+    return {k: ties([dict(r, method=r['row'], n_ok=r[f'{k.split("_")[0]}_n_ok'])
+                     for r in rows], k) for k in keys}
+
+
+def _cells(row: dict, keys: list[str], tied: dict[str, set]) -> list[str]:
+    """``median (min–max)`` per key, bold where tied with the best."""
+    out = []
+    for k in keys:
+        s = spread(dict(row, n_ok=row[f'{k.split("_")[0]}_n_ok']), k)
+        out.append(f'**{s}**' if row['row'] in tied[k] else s)
+    return out
+
+
+def readme_table(data: dict) -> str:
+    """The README's seg table (markdown) from the track's ``results.json``: per
+    row the mIoU of each mode, median (min–max) over the finished seeds, ties in
+    bold, the finished / planned seeds; then the command and its wall time."""
+    meta, summary = data.get('meta') or {}, data.get('summary') or []
+    modes = meta.get('modes') or []
+    keys = [f'{m}_mIoU' for m in modes]
+    L = ['| Method | ' + ' | '.join(f'{MODE_LABELS[m]}: mIoU' for m in modes) + ' | Seeds |',
+         '|---|' + '---:|' * len(keys) + '---:|']
+    for track in meta.get('tracks') or []:
+        rows = [r for r in summary if r['track'] == track]
+        tied = _tied(rows, keys)
+        for r in rows:
+            done = min(r[f'{m}_n_ok'] for m in modes)
+            planned = max(r[f'{m}_n_seeds'] for m in modes)
+            L.append(f'| {r["label"]} | ' + ' | '.join(_cells(r, keys, tied))
+                     + f' | {done}/{planned} |')
+    took = meta.get('runs_seconds')
+    L += ['', f'Command: `{meta.get("command", "")}`'
+          + (f'; wall time of the finished runs {_fmt_seconds(took)}' if took else '') + '.']
+    return '\n'.join(L) + '\n'
+
+
 def markdown(results: list[dict], meta: dict) -> str:
     modes = meta['modes']
     summary = summarize(results, modes)
@@ -88,18 +126,14 @@ def markdown(results: list[dict], meta: dict) -> str:
         if not rows:
             continue
         keys = figures(modes)
-        tied = {k: ties([dict(r, method=r['row'], n_ok=r[f'{k.split("_")[0]}_n_ok'])
-                         for r in rows], k) for k in keys}
+        tied = _tied(rows, keys)
         L += ['', f'## {"ViT (tiny, patch 4)" if track == "vit" else "ResNet-18 (w32)"}', '']
         L.append('| Method | ' + ' | '.join(f'{MODE_LABELS[k.split("_")[0]]}: {k.split("_")[1]}'
                                            for k in keys) + ' | Status |')
         L.append('|---|' + '---:|' * len(keys) + '---|')
         for r in rows:
-            cells = []
-            for k in keys:
-                s = spread(dict(r, n_ok=r[f'{k.split("_")[0]}_n_ok']), k)
-                cells.append(f'**{s}**' if r['row'] in tied[k] else s)
-            L.append(f'| {r["label"]} | ' + ' | '.join(cells) + f' | {_status(r, modes)} |')
+            L.append(f'| {r["label"]} | ' + ' | '.join(_cells(r, keys, tied))
+                     + f' | {_status(r, modes)} |')
     L += ['', (f'mIoU / mAcc (%, 11 classes incl. background): median over {n} seeds '
                '(min–max); **bold**: the best median of a column in its table and every row '
                'whose range overlaps it (a tie).' if n > 1 else

@@ -328,11 +328,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.readme_table:
             from benchmarks.io import read_json
             from benchmarks.report import readme_table
+            from benchmarks.seg_report import readme_table as seg_readme_table
             data = read_json(osp.join(args.readme_table, 'results.json'))
             if data is None:
                 raise UserError(f'no results.json in {args.readme_table}: run the '
                                         'benchmark there first')
-            print(readme_table(data), end='')
+            seg = 'modes' in (data.get('meta') or {})  # the seg track's report
+            print((seg_readme_table if seg else readme_table)(data), end='')
             return 0
         if args.suite:
             return run_suite(args, argv)

@@ -85,6 +85,15 @@ def test_seg_track_end_to_end_resume_and_missing_pretraining(tmp_path, fake_fash
             assert summary[row][k] is not None, (row, k)
     assert summary['vit/mae']['frozen_mIoU'] == runs['mae', 'frozen']['eval']['mIoU']
     assert '| ViT: MAE |' in open(tmp_path / 'seg' / 'results.md').read()
+    # the README table: one line per row, each mode's mIoU, finished / planned seeds
+    capsys.readouterr()
+    assert main(['--readme-table', str(tmp_path / 'seg')]) == 0
+    table = capsys.readouterr().out
+    mae = next(line for line in table.splitlines() if line.startswith('| ViT: MAE |'))
+    cells = [c.strip().strip('*') for c in mae.strip('|').split('|')]
+    assert cells[1:] == [f'{runs["mae", "finetune"]["eval"]["mIoU"]:.2f}',
+                         f'{runs["mae", "frozen"]["eval"]["mIoU"]:.2f}', '1/1'], cells
+    assert 'Command: `python tools/benchmark.py --track seg' in table
 
     # resume: every run is finished with these settings, none runs again
     calls: list[str] = []
