@@ -4,8 +4,11 @@ Importing this module registers :class:`ToyTokenizer` in mmpretrain's ``MODELS``
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import os.path as osp
+import sys
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -44,6 +47,17 @@ class ToyTokenizer(BaseTokenizer):
         v = v[:, None].expand(-1, 3, -1, -1)
         return F.interpolate(v, scale_factor=self.downsample, mode='nearest')
 
+
+
+def load_tool(*parts: str) -> ModuleType:
+    """The script ``tools/<parts>`` as a module (``tools/`` is not a package),
+    registered in ``sys.modules`` under its file name (dataclasses look it up)."""
+    name = osp.splitext(parts[-1])[0]
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO_ROOT, 'tools', *parts))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 def tiny_vit_cim_cfg(head: str = 'respix', img_size: int = 16, patch: int = 4,
                      tok_down: int = 2, vocab: int = 16) -> dict:

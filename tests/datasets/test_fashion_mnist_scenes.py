@@ -5,11 +5,9 @@ CPU only, tiny data written here (fake idx files), no downloads.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import os.path as osp
-import sys
 
 import mmcv
 import numpy as np
@@ -17,7 +15,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from helpers import write_fashion_mnist, write_idx_split
+from helpers import load_tool, write_fashion_mnist, write_idx_split
 from cim_mm.converters import convert_checkpoint
 from cim_mm.datasets import FashionMNISTScenesDataset
 from cim_mm.utils import atomic_torch_save, safe_load
@@ -38,14 +36,7 @@ DEMOS = {  # pre-training config whose enhancer each seg config takes
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'fashion_mnist_scenes',
-        osp.join(ROOT, 'tools', 'dataset_converters', 'fashion_mnist_scenes.py'))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclass looks its module up there
-    spec.loader.exec_module(mod)
-    return mod
-
+    return load_tool('dataset_converters', 'fashion_mnist_scenes.py')
 
 tool = _tool()
 

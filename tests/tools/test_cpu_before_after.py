@@ -1,21 +1,15 @@
 """tools/cpu_before_after.py: its figures are read and combined as documented."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from helpers import load_tool
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'cpu_before_after', osp.join(ROOT, 'tools', 'cpu_before_after.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('cpu_before_after.py')
 
 
 def test_demo_time_is_the_median_from_the_50th_iteration(tmp_path):

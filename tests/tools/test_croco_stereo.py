@@ -1,24 +1,18 @@
 """tools/visualization/croco_stereo.py at toy size, on a synthetic rectified pair."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import os.path as osp
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from helpers import load_tool
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'croco_stereo', osp.join(ROOT, 'tools', 'visualization', 'croco_stereo.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('visualization', 'croco_stereo.py')
 
 
 def _pair(folder, h: int = 48, w: int = 64, shift: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -2,23 +2,17 @@
 feature scale, and one run on toy scenes with a saved MAE backbone."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import os.path as osp
 
 import numpy as np
 import torch
 from PIL import Image
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from helpers import load_tool
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'seg_feature_probe', osp.join(ROOT, 'tools', 'analysis', 'seg_feature_probe.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('analysis', 'seg_feature_probe.py')
 
 
 def test_token_labels_are_the_majority_of_each_patch():
