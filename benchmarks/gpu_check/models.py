@@ -62,17 +62,33 @@ def _resnet_model(scale, toy: bool) -> dict:
     (and, when ``toy``, the toy sizes: narrow ResNet-50, toy generator)."""
     model = _recipe(RESNET_RECIPE).model.to_dict()
     model['tokenizer'] = copy.deepcopy(scale.tokenizer)
-    if toy:
+    return toy_recipe_model(model) if toy else model
+
+
+def toy_recipe_model(model: dict) -> dict:
+    """A recipe's CIM model dict at the dry run's toy sizes, every switch and
+    rate as written (drop path, layer scale, SDPA, ``num_masked``, ...): a
+    2-layer ViT at 64 px or a narrow ResNet-50 (16 base channels) on the 4x4
+    grid, the toy generator, the tokenizer at :data:`TOY_DALLE` sizes and 32 px.
+    """
+    model = copy.deepcopy(model)
+    backbone = model['backbone']
+    if 'ResNet' in str(backbone['type']):
         base = TOY_RESNET_BASE
-        model['backbone'].update(base_channels=base, stem_channels=base)
+        backbone.update(base_channels=base, stem_channels=base)
         model['neck'].update(in_channels=(base * 16, base * 32), out_channels=TOY_NECK,
                              out_size=(TOY_GRID, TOY_GRID))
         model['head']['in_channels'] = TOY_NECK
-        model['data_preprocessor']['tokenizer_img_size'] = TOY_TOK_IMG
-        gen = model['generator']
-        gen.update(vocab_size=TOY_DALLE['vocab_size'],
-                   num_masked=TOY_MASK['num_masking_patches'])
-        gen['backbone'].update(arch=dict(TOY_GENERATOR), img_size=TOY_TOK_IMG)
+    else:
+        backbone.update(arch=dict(TOY_VIT), img_size=TOY_IMG)
+        model['head']['in_channels'] = TOY_VIT['embed_dims']
+    model['tokenizer'].update(TOY_DALLE)
+    model['data_preprocessor']['tokenizer_img_size'] = TOY_TOK_IMG
+    gen = model['generator']
+    gen['vocab_size'] = TOY_DALLE['vocab_size']
+    if gen.get('num_masked') is not None:  # = the toy mask's exact count
+        gen['num_masked'] = TOY_MASK['num_masking_patches']
+    gen['backbone'].update(arch=dict(TOY_GENERATOR), img_size=TOY_TOK_IMG)
     return model
 
 

@@ -12,6 +12,7 @@ from mmengine.optim import OptimWrapper
 from mmpretrain.registry import HOOKS, MODELS
 
 from cim_mm.engine.hooks import compile_blocks
+from cim_mm.engine.hooks.compile_blocks_hook import TOKENIZER_METHODS
 from cim_mm.models.tokenizers import map_pixels
 from cim_mm.models.tokenizers.dalle import DALLETokenizer
 
@@ -43,8 +44,8 @@ def test_compiled_blocks_keep_state_dict_keys_and_losses():
     eager, compiled = _model(), _model()
     keys = list(compiled.state_dict())
     names = compile_blocks(compiled, backend=BACKEND)
-    assert names == ['backbone.layers.0', 'backbone.layers.1', 'generator.backbone.layers.0',
-                     'tokenizer.encode', 'tokenizer.decode']
+    # the tokenizer's compile is a switch, off by default
+    assert names == ['backbone.layers.0', 'backbone.layers.1', 'generator.backbone.layers.0']
     assert list(compiled.state_dict()) == keys  # no '_orig_mod.'
     ref, got = _train(eager), _train(compiled)
     for r, g in zip(ref, got):
@@ -77,8 +78,8 @@ def test_compiled_dalle_tokenizer_methods_match_eager():
     tok = DALLETokenizer(allow_random_init=True, **sizes)
     model = torch.nn.Module()
     model.tokenizer = copy.deepcopy(tok)
-    assert compile_blocks(model, modules=(), backend='aot_eager') == [
-        'tokenizer.encode', 'tokenizer.decode']
+    methods = [f'tokenizer.{m}' for m in TOKENIZER_METHODS]
+    assert compile_blocks(model, modules=(), methods=methods, backend='aot_eager') == methods
     img = map_pixels(torch.rand(2, 3, 32, 32))  # [B, 3, H, W]
     ids = torch.randint(0, 64, (2, 4, 4))  # [B, h, w]
     assert torch.equal(model.tokenizer.encode(img), tok.encode(img))
@@ -101,3 +102,53 @@ def test_hook_compiles_only_on_cuda_unless_told():
         hook.before_train_iter(runner, i)
         hook.after_train_iter(runner, i)
     assert len(hook._iter_s) == 2
+    on = HOOKS.build(dict(type='CompileBlocksHook', compile_tokenizer=True,
+                          tokenizer='target_generator.tokenizer'))
+    assert on.methods == ('target_generator.tokenizer.encoder.forward',
+                          'target_generator.tokenizer.decoder.forward_features')
+
+
+class _Recompiling(torch.nn.Module):
+    """A block whose guard fails on every call (a new Python constant each step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Linear(2, 2)])
+        self.k = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.k += 1
+        return self.layers[0](x) * self.k
+
+
+def test_hook_counts_frames_compiled_again_after_the_first_iteration():
+    torch._dynamo.reset()
+    model = _Recompiling()
+    hook = HOOKS.build(dict(type='CompileBlocksHook', cuda_only=False, backend='eager',
+                            modules=('layers', ), check_iter=3, dynamic=False))
+    runner = SimpleNamespace(model=model)
+    hook.before_train(runner)
+    step = torch.compile(model.forward, backend='eager', dynamic=False)
+    for i in range(3):
+        hook.before_train_iter(runner, i)
+        step(torch.ones(1, 2))
+        hook.after_train_iter(runner, i)
+    late = hook.counts['check_iter'] - hook.counts['first_iter']
+    assert late.frames >= 2  # iterations 2 and 3 each compiled again
+
+
+def test_hook_counts_no_late_frames_for_a_stable_block():
+    torch._dynamo.reset()
+    model = _model()
+    hook = HOOKS.build(dict(type='CompileBlocksHook', cuda_only=False, backend='eager',
+                            modules=('backbone.layers', ), check_iter=3))
+    runner = SimpleNamespace(model=model)
+    hook.before_train(runner)
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    for i in range(3):
+        hook.before_train_iter(runner, i)
+        model.train_step(make_batch(seed=i), optim)
+        hook.after_train_iter(runner, i)
+    first = hook.counts['first_iter'] - hook.counts['start']
+    assert first.frames >= 1 and first.graph_breaks == 0
+    assert (hook.counts['check_iter'] - hook.counts['first_iter']).frames == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.hooks import Hook
@@ -11,8 +12,13 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
+from ..dynamo_counts import DynamoCounts, dynamo_counts
+
 DEFAULT_MODULES = ('backbone.layers', 'generator.backbone.layers')
-DEFAULT_METHODS = ('tokenizer.encode', 'tokenizer.decode')
+DEFAULT_METHODS: tuple[str, ...] = ()
+# The frozen tokenizer's compute, without its precision context: the methods
+# that set the context (``encode_logits`` / ``decode``) stay eager around them.
+TOKENIZER_METHODS = ('encoder.forward', 'decoder.forward_features')
 
 
 def resolve_dotted(root: nn.Module, dotted: str) -> Optional[Any]:
@@ -24,6 +30,23 @@ def resolve_dotted(root: nn.Module, dotted: str) -> Optional[Any]:
     return obj
 
 
+def python_drop_probs(module: nn.Module) -> int:
+    """Turn numpy-scalar ``drop_prob`` attributes (mmpretrain's layers get them
+    from ``np.linspace``) into Python floats, in place; returns how many.
+
+    mmcv's ``drop_path`` branches on ``drop_prob == 0.``: dynamo traces a numpy
+    scalar as a tensor, so that branch is data-dependent and cuts the compiled
+    block in two; a Python float is a constant. Values are unchanged.
+    """
+    n = 0
+    for m in module.modules():
+        p = getattr(m, 'drop_prob', None)
+        if isinstance(p, np.generic):
+            m.drop_prob = float(p)
+            n += 1
+    return n
+
+
 def compile_blocks(model: nn.Module, modules: Sequence[str] = DEFAULT_MODULES,
                    methods: Sequence[str] = DEFAULT_METHODS,
                    **compile_kwargs: Any) -> list[str]:
@@ -32,19 +55,20 @@ def compile_blocks(model: nn.Module, modules: Sequence[str] = DEFAULT_MODULES,
     A name in ``modules`` that is a ``ModuleList`` / ``Sequential`` has each of
     its children compiled (``nn.Module.compile``: the same blocks share one
     compiled graph); any other module is compiled whole. A name in
-    ``methods`` (``'tokenizer.decode'``) is a bound method replaced, on its
-    instance, by its ``torch.compile``d version (for modules used through
-    methods other than ``forward``, like the frozen tokenizer). Names the
-    model lacks are skipped.
+    ``methods`` (``'tokenizer.decoder.forward_features'``) is a bound method
+    replaced, on its instance, by its ``torch.compile``d version (for modules
+    used through methods other than ``forward``). Names the model lacks are
+    skipped.
 
     Returns:
-        the names compiled (``'backbone.layers.0'``, ..., ``'tokenizer.decode'``).
+        the names compiled (``'backbone.layers.0'``, ...).
     """
     done: list[str] = []
     for name in modules:
         module = resolve_dotted(model, name)
         if not isinstance(module, nn.Module):
             continue
+        python_drop_probs(module)
         if isinstance(module, (nn.ModuleList, nn.Sequential)):
             for child_name, child in module.named_children():
                 child.compile(**compile_kwargs)
@@ -57,6 +81,8 @@ def compile_blocks(model: nn.Module, modules: Sequence[str] = DEFAULT_MODULES,
         owner = resolve_dotted(model, owner_name) if owner_name else model
         method = getattr(owner, attr, None) if owner is not None else None
         if callable(method):
+            if isinstance(owner, nn.Module):
+                python_drop_probs(owner)
             setattr(owner, attr, torch.compile(method, **compile_kwargs))
             done.append(name)
     return done
@@ -67,27 +93,43 @@ class CompileBlocksHook(Hook):
     """``torch.compile`` the repeated blocks before training (see :func:`compile_blocks`).
 
     Compilation happens on the first call: the first iteration's time, which
-    includes it, less the second's is logged as the compile time.
+    includes it, less the second's is logged as the compile time, with the
+    graphs compiled and the graph breaks. At iteration ``check_iter`` the hook
+    warns when anything compiled again after the first iteration (a recompile:
+    a guard that fails every step costs a compile per step).
 
     Args:
         modules, methods: what to compile (:func:`compile_blocks`).
+        compile_tokenizer: also compile the frozen tokenizer's encoder and
+            decoder (``TOKENIZER_METHODS`` under ``tokenizer``); their
+            precision context stays outside the compiled code.
+        tokenizer: where the tokenizer sits in the model.
         cuda_only: do nothing when the model is not on a CUDA device (inductor
             on CPU costs more compile time than it saves in short CPU runs).
+        check_iter: the iteration (1-based) at which recompiles are counted.
         compile_kwargs: for ``torch.compile`` (``backend``, ``mode``, ...).
     """
 
     priority = 'VERY_HIGH'
 
     def __init__(self, modules: Sequence[str] = DEFAULT_MODULES,
-                 methods: Sequence[str] = DEFAULT_METHODS, cuda_only: bool = True,
+                 methods: Sequence[str] = DEFAULT_METHODS,
+                 compile_tokenizer: bool = False, tokenizer: str = 'tokenizer',
+                 cuda_only: bool = True, check_iter: int = 10,
                  **compile_kwargs: Any) -> None:
         self.modules = tuple(modules)
         self.methods = tuple(methods)
+        if compile_tokenizer:
+            self.methods += tuple(f'{tokenizer}.{m}' for m in TOKENIZER_METHODS)
+        self.compile_tokenizer = compile_tokenizer
         self.cuda_only = cuda_only
+        self.check_iter = check_iter
         self.compile_kwargs = compile_kwargs
         self.compiled: list[str] = []
+        self.counts: dict[str, DynamoCounts] = {}  # 'start', 'first_iter', 'check_iter'
         self._t0: Optional[float] = None
         self._iter_s: list[float] = []  # the first two iterations' wall times
+        self._iters = 0
 
     def before_train(self, runner: Any) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -97,6 +139,7 @@ class CompileBlocksHook(Hook):
             print_log('CompileBlocksHook: the model is not on CUDA, nothing compiled',
                       logger='current')
             return
+        self.counts['start'] = dynamo_counts()
         self.compiled = compile_blocks(model, self.modules, self.methods,
                                        **self.compile_kwargs)
         print_log(f'CompileBlocksHook: {len(self.compiled)} blocks set to compile '
@@ -109,13 +152,32 @@ class CompileBlocksHook(Hook):
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
                          outputs: Any = None) -> None:
-        if not self.compiled or self._t0 is None or len(self._iter_s) >= 2:
+        if not self.compiled:
+            return
+        self._iters += 1
+        if self._iters == 1:
+            self.counts['first_iter'] = dynamo_counts()
+        if self._iters == self.check_iter:
+            self._check_recompiles()
+        if self._t0 is None or len(self._iter_s) >= 2:
             return
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.synchronize()
         self._iter_s.append(time.perf_counter() - self._t0)
         if len(self._iter_s) == 2:
             first, second = self._iter_s
+            c = self.counts['first_iter'] - self.counts['start']
             print_log(f'CompileBlocksHook: compile time ~{first - second:.1f} s (first '
-                      f'iteration {first:.1f} s, which compiles; second {second:.2f} s)',
+                      f'iteration {first:.1f} s, which compiles; second {second:.2f} s); '
+                      f'{c.frames} frames compiled, {c.graph_breaks} graph breaks'
+                      + ''.join(f'; {r} (x{n})' for r, n in c.reasons.items()),
                       logger='current')
+
+    def _check_recompiles(self) -> None:
+        self.counts['check_iter'] = dynamo_counts()
+        late = self.counts['check_iter'] - self.counts['first_iter']
+        if late.frames:
+            print_log(f'CompileBlocksHook: {late.frames} frames compiled again between '
+                      f'iteration 1 and {self.check_iter} (recompiles cost a compile each; '
+                      'TORCH_LOGS=recompiles names the failing guard)',
+                      logger='current', level=30)

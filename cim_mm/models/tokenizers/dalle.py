@@ -23,6 +23,7 @@ Weight files
 """
 from __future__ import annotations
 
+import functools
 import math
 import os.path as osp
 import pickle
@@ -48,6 +49,19 @@ from .dalle_lowres import decode_features_lowres
 __all__ = [
     'DALLEEncoder', 'DALLEDecoder', 'DALLETokenizer', 'load_dalle_state_dict'
 ]
+
+#: device types where a low-precision ``decode_dtype`` applies without an outer
+#: autocast (when the device has the dtype); elsewhere only inside one
+LOW_PRECISION_DEVICES: tuple[str, ...] = ('cuda', )
+
+
+@functools.lru_cache(maxsize=None)
+def device_has_dtype(device_type: str, dtype: torch.dtype) -> bool:
+    """Whether ``device_type`` computes in ``dtype`` (asked once per process)."""
+    if device_type == 'cuda' and dtype == torch.bfloat16:
+        return torch.cuda.is_bf16_supported()
+    return True
+
 
 DALLE_URLS = {
     'encoder': 'https://cdn.openai.com/dall-e/encoder.pkl',
@@ -161,13 +175,15 @@ class DALLEDecoder(nn.Module):
     Widths per group: 8 n_hid, 4 n_hid, 2 n_hid, n_hid; a nearest x2 upsample
     ends groups 1-3. The 6 output channels are logit-Laplace statistics
     (3 means, 3 log-scales). Use :meth:`embed` + :meth:`forward_features` to
-    skip the dense one-hot input.
+    skip the dense one-hot input; ``lowres_1x1``: see :meth:`forward_features`.
     """
 
     def __init__(self, n_init: int = 128, n_hid: int = 256,
                  n_blk_per_group: int = 2, vocab_size: int = 8192,
-                 group_count: int = 4, output_channels: int = 3) -> None:
+                 group_count: int = 4, output_channels: int = 3,
+                 lowres_1x1: bool = False) -> None:
         super().__init__()
+        self.lowres_1x1 = lowres_1x1
         assert group_count == 4, 'the DALL-E layout has exactly 4 groups'
         n_layers = group_count * n_blk_per_group
         width = [n_init, 8 * n_hid, 4 * n_hid, 2 * n_hid, 1 * n_hid]  # [0]: stem, [g]: group g
@@ -201,12 +217,20 @@ class DALLEDecoder(nn.Module):
         x = F.embedding(ids, table) + conv.b  # [B, h, w, n_init]
         return x.permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, n_init, h, w] (output of the input conv) -> [B, 6, 8h, 8w]."""
+    def forward_features(self, x: torch.Tensor,
+                         out_channels: int | None = None) -> torch.Tensor:
+        """[B, n_init, h, w] (output of the input conv) -> [B, out_channels, 8h, 8w].
+
+        ``out_channels``: the first that many statistics (None: all 6). With
+        ``lowres_1x1`` the 1x1 convolutions run before each upsampling
+        (:mod:`.dalle_lowres`; equal up to float rounding).
+        """
+        if self.lowres_1x1:
+            return decode_features_lowres(self, x, out_channels)
         for name, module in self.blocks.named_children():
             if name != 'input':
                 x = module(x)
-        return x
+        return x if out_channels is None else x[:, :out_channels]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reference path: one-hot [B, vocab, h, w] -> [B, 6, 8h, 8w]."""
@@ -457,29 +481,48 @@ class DALLETokenizer(BaseTokenizer):
             getattr(self, part).load_state_dict(load_dalle_state_dict(path, part))
         self.freeze()
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.lowres_1x1 = lowres_1x1
+        self.decoder.lowres_1x1 = lowres_1x1
         self.to(memory_format=self.memory_format)
 
     def train(self, mode: bool = True) -> 'DALLETokenizer':
         """Always stays in eval mode: the tokenizer is frozen."""
         return super().train(False)
 
-    def _autocast(self, device: torch.device) -> ContextManager:
-        """The precision the tokenizer runs in, whatever autocast is open outside.
+    @property
+    def lowres_1x1(self) -> bool:
+        return self.decoder.lowres_1x1
 
-        ``decode_dtype`` None / float32: autocast off for ``device``'s type, so an
-        outer bf16 autocast (``AmpOptimWrapper``) does not reach the tokenizer.
-        bf16 / fp16: CUDA autocast in that dtype when the GPU has it; on CPU only
+    def run_dtype(self, device_type: str) -> torch.dtype | None:
+        """The low-precision dtype the tokenizer runs in on ``device_type``
+        (None: float32), whatever autocast is open outside.
+
+        ``decode_dtype`` bf16 / fp16: always on the devices of
+        :data:`LOW_PRECISION_DEVICES` that have the dtype (CUDA); on CPU only
         inside an outer CPU autocast (bf16 convolutions are slow on most CPUs);
-        float32 otherwise.
+        float32 otherwise. ``decode_dtype`` None / float32: float32.
+        """
+        dtype = self.amp_dtype
+        if dtype is None:
+            return None
+        if device_type in LOW_PRECISION_DEVICES:
+            return dtype if device_has_dtype(device_type, dtype) else None
+        if device_type == 'cpu' and torch.is_autocast_enabled('cpu'):
+            return dtype
+        return None
+
+    def _autocast(self, device: torch.device) -> ContextManager:
+        """The precision context of :meth:`run_dtype` for ``device``: autocast in
+        that dtype, or autocast off (an outer bf16 autocast, as in
+        ``AmpOptimWrapper``, does not reach a float32 tokenizer).
+
+        Entered by the eager methods around the encoder / decoder compute, so
+        a compiled ``encoder.forward`` / ``decoder.forward_features`` holds no
+        context object of its own.
         """
         dev = device.type
-        dtype = self.amp_dtype
+        dtype = self.run_dtype(dev)
         if dtype is not None:
-            if dev == 'cuda' and (dtype != torch.bfloat16 or torch.cuda.is_bf16_supported()):
-                return torch.autocast('cuda', dtype=dtype)
-            if dev == 'cpu' and torch.is_autocast_enabled('cpu'):
-                return torch.autocast('cpu', dtype=dtype)
+            return torch.autocast(dev, dtype=dtype)
         if torch.amp.is_autocast_available(dev):
             return torch.autocast(dev, enabled=False)
         return nullcontext()
@@ -490,8 +533,9 @@ class DALLETokenizer(BaseTokenizer):
         if img.dim() != 4 or img.shape[-2] % 8 or img.shape[-1] % 8:
             raise ValueError(f'expected [B, 3, H, W] with H, W divisible by 8, '
                              f'got {tuple(img.shape)}')
+        x = img.float().contiguous(memory_format=self.memory_format)  # [B, 3, H, W]
         with self._autocast(img.device):
-            return self.encoder(img.float().contiguous(memory_format=self.memory_format))
+            return self.encoder(x)
 
     @torch.no_grad()
     def encode(self, img: torch.Tensor) -> torch.Tensor:
@@ -503,11 +547,8 @@ class DALLETokenizer(BaseTokenizer):
         """[B, h, w] ids -> [B, 3, 8h, 8w] float32 image in [0, 1]."""
         # The input 1x1 conv on a one-hot map is a table lookup: no dense
         # [B, vocab, h, w] tensor is ever built.
+        x = self.decoder.embed(ids.long(), self.memory_format)  # [B, n_init, h, w] float32
         with self._autocast(ids.device):
-            x = self.decoder.embed(ids.long(), self.memory_format)  # [B, n_init, h, w]
-            if self.lowres_1x1:
-                stats = decode_features_lowres(self.decoder, x, 3)  # [B, 3, 8h, 8w]
-            else:
-                stats = self.decoder.forward_features(x)  # [B, 6, 8h, 8w]
-        img = unmap_pixels(torch.sigmoid(stats[:, :3].float()))  # [B, 3, 8h, 8w]
+            stats = self.decoder.forward_features(x, 3)  # [B, 3, 8h, 8w]
+        img = unmap_pixels(torch.sigmoid(stats.float()))  # [B, 3, 8h, 8w]
         return img.contiguous()
