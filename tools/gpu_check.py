@@ -5,7 +5,9 @@
 
 Writes ``OUT/results.json`` and ``OUT/results.md``; see docs/gpu/README.md.
 Exit status: 0 when every stage ran (targets missed are figures, not
-failures), 1 when a stage failed, 2 for a usage error.
+failures), 1 when a stage failed, 2 for a usage error, 3 for a REGRESSION (a
+step slower than the last measured row of the same device, or a compiled
+region that recompiles or breaks; see benchmarks/gpu_check/regressions.py).
 """
 from __future__ import annotations
 
@@ -84,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    'weights in the official format, written on the fly)')
     p.add_argument('--only', default=None,
                    help=f'comma-separated stages to run (of {", ".join(STAGES)})')
+    p.add_argument('--tolerance', type=float, default=None,
+                   help='a step this much slower than the last measured row of the same '
+                   'device is a REGRESSION (default 0.10)')
     p.add_argument('--keep-tmp', action='store_true', help='keep the scratch folder')
     args = p.parse_args(argv)
     if args.only:
@@ -121,16 +126,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             out = osp.join(ROOT, 'docs', 'gpu')
     from benchmarks.gpu_check.check import run_check
+    from benchmarks.gpu_check.regressions import TOLERANCE
     if PACKED:
         print(f'gpu_check | packed dependencies: {", ".join(PACKED)}', flush=True)
 
     # the shell's hard cap sends SIGTERM: unwind, so the results file says so
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     res = run_check(settings, osp.abspath(out), dalle_dir=args.dalle_dir, only=args.only,
-                    keep_tmp=args.keep_tmp, log=lambda s: print(s, flush=True))
+                    keep_tmp=args.keep_tmp, log=lambda s: print(s, flush=True),
+                    tolerance=TOLERANCE if args.tolerance is None else args.tolerance)
     if res.get('missing_fields'):
         print('gpu_check.py: fields missing: ' + ', '.join(res['missing_fields']),
               file=sys.stderr)
+    if res.get('regressions'):
+        return 3
     return 0 if res['status'] == 'complete' else 1
 
 

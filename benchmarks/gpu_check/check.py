@@ -28,18 +28,21 @@ from . import stages
 from .context import REPO_ROOT, CheckContext
 from .models import synthetic_batch
 from .resume import amp_resume
-from .settings import LARGE_BATCH_METHODS, METHODS, CheckSettings
+from .fast_path import GPU_SWITCHES, gpu_switches, recipe_speed
+from .models import speed_recipe
+from .regressions import TOLERANCE, find_regressions
+from .settings import LARGE_BATCH_METHODS, METHODS, SWITCH_METHODS, CheckSettings
 from .steps import time_method
 
 # in order of what matters most, should the budget run out: the CIM-ResPix /
 # BEiT v1 pair at both batch sizes first, the reference peers last
-STAGES = ('assets', 'matmul', 'loader', 'cim-respix', 'beit', 'large_batch',
+STAGES = ('assets', 'matmul', 'loader', 'cim-respix', 'beit', 'switches', 'large_batch',
           'cim-resnet50', 'decode', 'amp_resume', 'cim-revdet', 'mae')
 assert set(METHODS) <= set(STAGES)
 # without these, nothing after can run
 ESSENTIAL = ('assets', )
 # these run on the batch the loader stage keeps
-BATCH_STAGES = (*METHODS, 'large_batch', 'decode')
+BATCH_STAGES = (*METHODS, 'large_batch', 'switches', 'decode')
 
 
 class StageTimeout(Exception):
@@ -77,8 +80,22 @@ def device_info(device: torch.device) -> dict:
                     multiprocessors=props.multi_processor_count)
         info['driver'] = _run(['nvidia-smi', '--query-gpu=driver_version',
                                '--format=csv,noheader'])
-    info['commit'] = _run(['git', '-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'])
+    info['commit'] = project_commit()
     return info
+
+
+def project_commit() -> str:
+    """The project's commit: from git when this folder is a checkout (``+dirty``
+    with uncommitted changes), else the one ``--pack-deps`` recorded beside the
+    packed dependencies (a copy of the tree without ``.git``), else 'unknown'."""
+    head = _run(['git', '-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'])
+    if head:
+        dirty = _run(['git', '-C', REPO_ROOT, 'status', '--porcelain', '--untracked-files=no'])
+        return head + ('+dirty' if dirty else '')
+    from .deps import read_commit
+    packed = read_commit(os.environ.get('CIM_GPU_DEPS')
+                         or os.path.join(REPO_ROOT, 'work_dirs', 'gpu_deps'))
+    return f'{packed} (recorded by --pack-deps)' if packed else 'unknown'
 
 
 def _run(cmd: list[str]) -> Optional[str]:
@@ -96,7 +113,8 @@ def _stage_fns(ctx: CheckContext, dalle_dir: Optional[str], res: dict) -> dict[s
         loader=lambda: stages.loader(ctx),
         decode=lambda: stages.decode(ctx),
         amp_resume=lambda: amp_resume(ctx),
-        large_batch=lambda: _large_batch(ctx, res))
+        large_batch=lambda: _large_batch(ctx, res),
+        switches=lambda: _switches(ctx, res))
     for m in METHODS:
         fns[m] = (lambda m=m: time_method(ctx, m, breakdown=m == 'cim-respix'))
     return fns
@@ -113,9 +131,32 @@ def _large_batch(ctx: CheckContext, res: dict) -> dict:
     return out
 
 
+def _switches(ctx: CheckContext, res: dict) -> dict:
+    """Each GPU switch of the recipe set against it, one at a time, for the
+    methods of ``SWITCH_METHODS``: the step with it on and off (the other
+    value is the step as shipped, from the method's own stage)."""
+    out = res.setdefault('switches', {})
+    out.clear()
+    for m in SWITCH_METHODS:
+        shipped = (res['steps'].get(m) or {})
+        on = gpu_switches(recipe_speed(speed_recipe(ctx.scale, m)))
+        rows = out.setdefault(m, {})
+        for name in GPU_SWITCHES:
+            x = time_method(ctx, m, count=False, flip={name: not on[name]})
+            flipped = dict(step_s=x['step_s'], compile_s=x['compile_s'],
+                           compiled=x['compiled'], dynamo=x['dynamo'],
+                           compile_status=x['switches']['compile'])
+            step_on, step_off = (shipped.get('step_s'), x['step_s']) if on[name] else (
+                x['step_s'], shipped.get('step_s'))
+            rows[name] = dict(shipped='on' if on[name] else 'off', step_on_s=step_on,
+                              step_off_s=step_off, flipped=flipped,
+                              on_over_off=step_on / step_off if step_on and step_off else None)
+    return out
+
+
 def run_check(settings: CheckSettings, out_dir: str, dalle_dir: Optional[str] = None,
               only: Optional[list[str]] = None, keep_tmp: bool = False,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, tolerance: float = TOLERANCE) -> dict:
     """Run the stages (``only``: a subset, plus what they need) and write
     ``out_dir/results.{json,md}``. Returns the results dict."""
     from mmengine.logging import MMLogger
@@ -177,6 +218,11 @@ def run_check(settings: CheckSettings, out_dir: str, dalle_dir: Optional[str] = 
         failed = [n for n, st in res['stages'].items() if not st['ok']]
         res['status'] = 'complete' if not failed else f"{len(failed)} stage(s) failed: " \
             + ', '.join(failed)
+        res['regressions'] = find_regressions(res, tolerance=tolerance)
+        if res['regressions']:
+            res['status'] = f"REGRESSION ({len(res['regressions'])}); " + res['status']
+            for line in res['regressions']:
+                log(f'gpu_check | REGRESSION: {line}')
         res['missing_fields'] = R.missing_fields(res) if only is None else []
     finally:
         res['wall_s'] = time.perf_counter() - t_start
@@ -217,11 +263,18 @@ def _run_stage(name: str, fn: Callable, limit: float, rec: dict, res: dict,
 
 def _brief_step(x: dict) -> str:
     mfu, comp = x.get('mfu'), x.get('compile_s')
+    dyn = x.get('dynamo') or {}
     return (f"batch {x['batch_size']}, {x['step_s']:.4f} s/step, "
             f"{x['img_per_s']:.1f} img/s, peak {x['peak_mem_mb']:.0f} MB"
             + (f', MFU {100 * mfu:.1f} %' if mfu is not None else '')
             + f", {x['host_syncs_per_step']} host syncs"
-            + (f', compile {comp:.1f} s' if comp is not None else ''))
+            + (f', compile {comp:.1f} s' if comp is not None else '')
+            + f", {dyn.get('recompiles', 0)} recompiles"
+            + f", {dyn.get('graph_breaks', 0)} graph breaks")
+
+
+def _f4(v: Optional[float]) -> str:
+    return '–' if v is None else f'{v:.4f}'
 
 
 def _brief(name: str, res: dict) -> str:
@@ -230,6 +283,9 @@ def _brief(name: str, res: dict) -> str:
         return _brief_step(x)
     if name == 'large_batch':
         return '; '.join(f'{m}: {_brief_step(v)}' for m, v in x.items())
+    if name == 'switches':
+        return '; '.join(f"{m} {k} (shipped {v['shipped']}): on {_f4(v['step_on_s'])} / off "
+                         f"{_f4(v['step_off_s'])} s" for m, sw in x.items() for k, v in sw.items())
     if name == 'loader':
         return f"{x['img_per_s']:.1f} img/s with {x['num_workers']} workers"
     if name == 'matmul':

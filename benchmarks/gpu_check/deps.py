@@ -24,7 +24,10 @@ import importlib.metadata as md
 import os
 import os.path as osp
 import shutil
+import subprocess
 import sys
+import time
+from typing import Optional
 
 # distributions (as pip names them) the check imports that the GPU image lacks
 DISTRIBUTIONS = ('mmengine', 'mmcv', 'mmpretrain', 'addict', 'yapf', 'termcolor',
@@ -106,7 +109,46 @@ def pack(dest: str) -> dict:
     with open(osp.join(dest, 'VERSIONS.txt'), 'w') as f:
         f.write(f'# packed from Python {sys.version.split()[0]} ({sys.executable})\n')
         f.writelines(f'{k}=={v}\n' for k, v in versions.items())
+    write_commit(dest)
     return versions
+
+
+COMMIT_FILE = 'COMMIT.txt'
+
+
+def write_commit(dest: str) -> Optional[str]:
+    """Record the project's commit in ``dest`` (a copy of the tree sent to a GPU
+    machine has no ``.git``): ``<short hash>[+dirty] <date>``; None outside git."""
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+    def git(*args: str) -> Optional[str]:
+        try:
+            out = subprocess.run(['git', '-C', root, *args], capture_output=True, text=True,
+                                 timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    head = git('rev-parse', '--short', 'HEAD')
+    path = osp.join(dest, COMMIT_FILE)
+    if not head:
+        if osp.exists(path):
+            os.remove(path)
+        return None
+    dirty = git('status', '--porcelain', '--untracked-files=no')
+    line = f"{head}{'+dirty' if dirty else ''} packed {time.strftime('%Y-%m-%dT%H:%M:%S%z')}"
+    with open(path, 'w') as f:
+        f.write(line + '\n')
+    return line
+
+
+def read_commit(dest: str) -> Optional[str]:
+    """What :func:`write_commit` recorded in ``dest`` (None when nothing)."""
+    path = osp.join(dest, COMMIT_FILE)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return f.read().strip() or None
 
 
 if __name__ == '__main__':

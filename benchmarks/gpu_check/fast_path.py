@@ -26,12 +26,13 @@ from cim_mm.engine.optim_wrappers import fused_adam_devices
 from .context import REPO_ROOT
 
 # a peer built by the benchmark has its own names for what a CIM recipe
-# compiles: BEiT v1's frozen tokenizer sits in its target generator, whose
-# forward calls ``encode_logits``
+# compiles: BEiT v1's frozen tokenizer sits in its target generator
 PEER_COMPILE = {
-    'beit': dict(modules=('backbone.layers', ),
-                 methods=('target_generator.tokenizer.encode_logits', )),
+    'beit': dict(modules=('backbone.layers', ), tokenizer='target_generator.tokenizer'),
 }
+#: the recipes' switches whose worth only a GPU shows: the check times the step
+#: with each set against the recipe (``flip``), besides the step as shipped
+GPU_SWITCHES = ('compile_blocks', 'compile_tokenizer', 'cudnn_benchmark')
 # MAE is a reference figure, not a recipe of ours: kept eager, which keeps its
 # compile time out of the full run's 8 minutes
 NO_COMPILE = ('mae', )
@@ -56,6 +57,38 @@ def recipe_speed(config: str) -> dict:
     return dict(cudnn_benchmark=bool(cfg.get('env_cfg', {}).get('cudnn_benchmark', False)),
                 compile_hook=_hook(cfg, 'CompileBlocksHook'),
                 channels_last_hook=_hook(cfg, 'ChannelsLastHook'), config=config)
+
+
+def gpu_switches(speed: dict) -> dict[str, bool]:
+    """The recipe's GPU switches as shipped (:data:`GPU_SWITCHES`)."""
+    hook = speed['compile_hook']
+    return dict(compile_blocks=hook is not None,
+                compile_tokenizer=bool(hook and hook.get('compile_tokenizer', False)),
+                cudnn_benchmark=speed['cudnn_benchmark'])
+
+
+def flip_switches(speed: dict, flip: dict[str, bool]) -> dict:
+    """``speed`` (:func:`recipe_speed`) with the GPU switches of ``flip`` set:
+    ``compile_blocks=False`` drops the compile hook (the tokenizer's compile
+    with it), ``compile_blocks=True`` adds the default one; ``compile_tokenizer``
+    sets the hook's switch (adding a hook that compiles only the tokenizer when
+    the recipe has none); ``cudnn_benchmark`` sets ``env_cfg``'s."""
+    unknown = set(flip) - set(GPU_SWITCHES)
+    if unknown:
+        raise ValueError(f'unknown GPU switch(es) {sorted(unknown)}; known: {GPU_SWITCHES}')
+    speed = dict(speed)
+    hook = dict(speed['compile_hook']) if speed['compile_hook'] else None
+    if 'compile_blocks' in flip:
+        hook = (hook or dict(type='CompileBlocksHook')) if flip['compile_blocks'] else None
+    if 'compile_tokenizer' in flip:
+        if hook is None and flip['compile_tokenizer']:
+            hook = dict(type='CompileBlocksHook', modules=())
+        if hook is not None:
+            hook['compile_tokenizer'] = flip['compile_tokenizer']
+    if 'cudnn_benchmark' in flip:
+        speed['cudnn_benchmark'] = flip['cudnn_benchmark']
+    speed['compile_hook'] = hook
+    return speed
 
 
 def channels_last_like_runner(model: nn.Module, hook_cfg: Optional[dict]) -> list[str]:

@@ -14,7 +14,9 @@ from typing import Any, Optional
 
 from ..io import write_json
 from ..paths import REPO_ROOT
-from .settings import LARGE_BATCH_METHODS, METHODS
+from .fast_path import GPU_SWITCHES
+from .regressions import reference_row
+from .settings import LARGE_BATCH_METHODS, METHODS, SWITCH_METHODS
 
 LABELS = {'cim-respix': 'CIM-ResPix', 'cim-revdet': 'CIM-RevDet', 'beit': 'BEiT v1',
           'mae': 'MAE', 'cim-resnet50': 'CIM-ResPix R50'}
@@ -29,6 +31,9 @@ REQUIRED = (
      'summary.mfu_cim_respix', 'summary.loader_over_cim_step', 'summary.loader_feeds_cim',
      'summary.large_batch_cim_respix_over_beit', 'summary.mfu_cim_respix_large_batch']
     + [f'steps.{m}.{f}' for m in METHODS for f in STEP_FIELDS]
+    + [f'steps.{m}.dynamo.{f}' for m in METHODS for f in ('recompiles', 'graph_breaks')]
+    + [f'switches.{m}.{sw}.{f}' for m in SWITCH_METHODS for sw in GPU_SWITCHES
+       for f in ('step_on_s', 'step_off_s')]
     + [f'large_batch.{m}.{f}' for m in LARGE_BATCH_METHODS for f in STEP_FIELDS])
 #: the first H200 run (eager, before the fast path): the "before" row
 BEFORE = osp.join(REPO_ROOT, 'docs', 'gpu', 'before', 'results.json')
@@ -168,6 +173,10 @@ def markdown(r: dict) -> str:
         f"{_f((r.get('matmul') or {}).get('tflops'), '.1f')} TFLOP/s on a "
         f"{(r.get('matmul') or {}).get('n', '–')}^3 "
         f"{(r.get('matmul') or {}).get('dtype', '')} matrix product", '']
+    regs = r.get('regressions') or []
+    if regs:
+        lines += ['## REGRESSION', '', 'The run is refused (exit status 3):', '']
+        lines += [f'- {x}' for x in regs] + ['']
     lines += ['## Targets', '', '| target | value | met |', '|---|---|---|']
     sm = r.get('summary') or {}
     vals = [_f(sm.get('cim_respix_over_beit'), '.2f'), _f(sm.get('mfu_cim_respix'), pct=True),
@@ -188,34 +197,42 @@ def markdown(r: dict) -> str:
               '"counted": this step\'s own FLOPs. Compile time: the first step after '
               "the recipe's CompileBlocksHook less a timed step, not in the step time. "
               'Loader / step: the loader\'s images/s over the step\'s.', '',
-              '| method | batch | step (s) | images/s | loader / step | MFU | GFLOPs/image '
-              'plain / counted | host syncs / step | compile (s) | peak memory (MB) |',
-              '|---|---|---|---|---|---|---|---|---|---|']
+              'Recompiles: frames dynamo compiled after the first step; graph breaks: in '
+              'the compiled regions (both must be 0). Last measured: the reference row of '
+              'this device (benchmarks/gpu_check/reference.json).', '',
+              '| method | batch | step (s) | last measured (s) | images/s | loader / step | MFU '
+              '| GFLOPs/image plain / counted | host syncs / step | compile (s) | recompiles / '
+              'graph breaks | peak memory (MB) |',
+              '|---|---|---|---|---|---|---|---|---|---|---|---|']
     bf = before_row()
     if bf:
         lines.append(
             f"| before: CIM-ResPix, eager ({bf['device']}, {bf['commit']}) | "
             f"{bf['batch_size']} | {_f(bf['cim_step_s'], '.4f')} | "
-            f"{_f(bf['cim_img_per_s'], '.1f')} | "
+            f"– | {_f(bf['cim_img_per_s'], '.1f')} | "
             f"{_f(bf['loader_img_per_s'] / bf['cim_img_per_s'], '.2f')} "
             f"({_f(bf['loader_img_per_s'], '.0f')} img/s, {bf['loader_workers']} workers) | "
-            f"{_f(bf['cim_mfu'], pct=True)} | 229.3 | 132 (profile.md) | – | – |")
+            f"{_f(bf['cim_mfu'], pct=True)} | 229.3 | 132 (profile.md) | – | – | – |")
         lines.append(f"| before: BEiT v1, eager | {bf['batch_size']} | "
-                     f"{_f(bf['beit_step_s'], '.4f')} | | | | | | | |")
+                     f"{_f(bf['beit_step_s'], '.4f')} | | | | | | | | | |")
     rows = [(m, (r.get('steps') or {}).get(m)) for m in METHODS]
     rows += [(m, big.get(m)) for m in LARGE_BATCH_METHODS]
     ld_ips = (r.get('loader') or {}).get('img_per_s')
+    ref = (reference_row(r) or {}).get('steps_s', {})
     for m, x in rows:
         if not x:
-            lines.append(f'| {LABELS[m]} | failed: see stages | | | | | | | | |')
+            lines.append(f'| {LABELS[m]} | failed: see stages |' + ' |' * 10)
             continue
         ratio = ld_ips / x['img_per_s'] if ld_ips else None
+        dyn = x.get('dynamo') or {}
         lines.append(
             f"| {LABELS[m]} | {x['batch_size']} | {_f(x['step_s'], '.4f')} | "
+            f"{_f(ref.get(f'{m}@' + str(x['batch_size'])), '.4f')} | "
             f"{_f(x['img_per_s'], '.1f')} | {_f(ratio, '.2f')} | "
             f"{_f(x.get('mfu'), pct=True)} | {_f(x.get('plain_gflops_per_img'), '.4g')} / "
             f"{_f(x.get('gflops_per_img'), '.4g')} | {_f(x.get('host_syncs_per_step'))} | "
-            f"{_f(x.get('compile_s'), '.1f')} | {_f(x['peak_mem_mb'], '.0f')} |")
+            f"{_f(x.get('compile_s'), '.1f')} | {_f(dyn.get('recompiles'))} / "
+            f"{_f(dyn.get('graph_breaks'))} | {_f(x['peak_mem_mb'], '.0f')} |")
     if bf:
         lines += ['', f"Before: the first H200 run ({bf['date']}, {bf['source']}), eager, "
                   'per-tensor AdamW groups, hand-written attention, NCHW tokenizer; '
@@ -230,6 +247,22 @@ def markdown(r: dict) -> str:
     for n in names:
         lines.append(f'| {n} | ' + ' | '.join(
             (sw.get(n, '–') if sw else '–').replace('|', '/') for _, sw in sw_rows) + ' |')
+    sw_times = r.get('switches') or {}
+    if sw_times:
+        lines += ['', '## GPU switches on and off', '',
+                  "Each GPU switch of the recipe set against it, one at a time; the other "
+                  "value is the step as shipped. A switch ships on only where a GPU run "
+                  "showed that it pays.", '',
+                  '| method | switch | shipped | step on (s) | step off (s) | on / off | '
+                  'flipped: recompiles / graph breaks |', '|---|---|---|---|---|---|---|']
+        for m, sws in sw_times.items():
+            for n, v in sws.items():
+                dyn = (v.get('flipped') or {}).get('dynamo') or {}
+                lines.append(f"| {LABELS.get(m, m)} | {n} | {v['shipped']} | "
+                             f"{_f(v.get('step_on_s'), '.4f')} | "
+                             f"{_f(v.get('step_off_s'), '.4f')} | "
+                             f"{_f(v.get('on_over_off'), '.3f')} | "
+                             f"{_f(dyn.get('recompiles'))} / {_f(dyn.get('graph_breaks'))} |")
     br = ((r.get('steps') or {}).get('cim-respix') or {}).get('breakdown')
     if br:
         seg = ', '.join(f'{k} {1000 * v:.1f}' for k, v in br['segments_s'].items())

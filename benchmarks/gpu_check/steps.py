@@ -38,11 +38,13 @@ from typing import Optional
 
 import torch
 
+from cim_mm.engine.dynamo_counts import dynamo_counts
+
 from ..cost import CIMStepProfiler, MemoryMeter
 from ..flops import count_flops
 from .context import CheckContext
-from .fast_path import (apply_env, channels_last_like_runner, compile_like_runner, recipe_speed,
-                        switches)
+from .fast_path import (apply_env, channels_last_like_runner, compile_like_runner, flip_switches,
+                        recipe_speed, switches)
 from .models import build_model, build_optim_wrapper, method_batch, speed_recipe
 from .syncs import count_sync_ops, cuda_sync_warnings
 
@@ -54,16 +56,20 @@ def _free(ctx: CheckContext) -> None:
 
 
 def time_method(ctx: CheckContext, method: str, count: bool = True,
-                breakdown: bool = False, batch_size: Optional[int] = None) -> dict:
+                breakdown: bool = False, batch_size: Optional[int] = None,
+                flip: Optional[dict] = None) -> dict:
     """Time ``method`` at ``batch_size`` (default ``ctx.batch_size``), halving
-    it on out-of-memory (and ``ctx.batch_size`` with it, when that was used)."""
+    it on out-of-memory (and ``ctx.batch_size`` with it, when that was used).
+
+    ``flip``: GPU switches set against the recipe (:func:`.fast_path.flip_switches`).
+    """
     s = ctx.settings
     asked = batch_size or s.batch_size
     fixed = batch_size is not None
     bs = batch_size or ctx.batch_size
     while True:
         try:
-            out = _time_at(ctx, method, bs, count, breakdown)
+            out = _time_at(ctx, method, bs, count, breakdown, flip or {})
             out['batch_size'] = bs
             if bs != asked:
                 out['note'] = f'batch halved from {asked} to {bs} (out of memory)'
@@ -82,9 +88,9 @@ def time_method(ctx: CheckContext, method: str, count: bool = True,
 
 
 def _time_at(ctx: CheckContext, method: str, bs: int, count: bool,
-             breakdown: bool) -> dict:
+             breakdown: bool, flip: dict) -> dict:
     s = ctx.settings
-    speed = recipe_speed(speed_recipe(ctx.scale, method))
+    speed = flip_switches(recipe_speed(speed_recipe(ctx.scale, method)), flip)
     apply_env(speed)
     t_build = time.perf_counter()
     model = build_model(ctx.scale, method, ctx.device)
@@ -104,12 +110,15 @@ def _time_at(ctx: CheckContext, method: str, bs: int, count: bool,
     eager_s = time.perf_counter() - t0
 
     compiled = compile_like_runner(model, speed['compile_hook'], method, ctx.is_cuda,
-                                   trace=ctx.is_cuda or not ctx.compile_traced)
+                                   trace=ctx.is_cuda or not ctx.compile_traced
+                                   or bool(flip.get('compile_tokenizer')))
     ctx.compile_traced = ctx.compile_traced or bool(compiled['compiled'])
+    before_compile = dynamo_counts()
     t0 = time.perf_counter()
     step()  # compiles, when anything was set to compile
     ctx.sync()
     first_s = time.perf_counter() - t0
+    after_first = dynamo_counts()
     t0 = time.perf_counter()
     for _ in range(max(s.warmup_steps - 1, 0)):
         step()
@@ -125,6 +134,7 @@ def _time_at(ctx: CheckContext, method: str, bs: int, count: bool,
     ctx.sync()
     step_s = (time.perf_counter() - t0) / s.timed_steps
     mem = meter.stop()
+    first, later = after_first - before_compile, dynamo_counts() - after_first
     losses = {k: float(torch.as_tensor(v).detach()) for k, v in log_vars.items()
               if 'loss' in k}
     bad = [k for k, v in losses.items() if not math.isfinite(v)]
@@ -146,6 +156,11 @@ def _time_at(ctx: CheckContext, method: str, bs: int, count: bool,
                host_syncs_method=sync_method, sync_ops_per_step=sync_ops,
                peak_mem_mb=mem['peak_mem_mb'], mem_method=mem['mem_method'],
                losses=losses, recipe=speed['config'],
+               dynamo=dict(frames_first_step=first.frames, graph_breaks=first.graph_breaks
+                           + later.graph_breaks, recompiles=later.frames,
+                           reasons={**first.reasons, **later.reasons},
+                           steps_after_first=s.warmup_steps - 1 + s.timed_steps),
+               flipped=dict(flip),
                switches=switches(model, optim, compiled,
                                   nhwc if speed['channels_last_hook'] else None))
     if count:

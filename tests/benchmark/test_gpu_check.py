@@ -117,12 +117,10 @@ def test_dry_run_names_every_fast_path_switch_as_on(dry_run):
     # compile time apart from the step time; later ones name what they would compile
     x = res['steps']['cim-respix']
     assert x['compiled'] == ['backbone.layers.0', 'backbone.layers.1',
-                             'generator.backbone.layers.0', 'tokenizer.encode',
-                             'tokenizer.decode']
+                             'generator.backbone.layers.0']  # the tokenizer's compile: off
     assert x['compile_s'] > 0 and x['first_step_s'] > x['step_s']
     assert res['steps']['beit']['switches']['compile'] == (
-        'skipped: no CUDA (would compile backbone.layers, '
-        'target_generator.tokenizer.encode_logits)')
+        'skipped: no CUDA (would compile backbone.layers)')
     assert 'generator.backbone.layers' in res['steps']['cim-resnet50']['switches']['compile']
     assert 'switches found on' in md and 'separable_window' in md
 
@@ -246,3 +244,107 @@ def test_pack_deps_for_a_bare_gpu_machine(tmp_path):
     with pytest.raises(shim.DistributionNotFound):
         shim.get_distribution('no-such-distribution')
     assert (tmp_path / 'compat' / 'distutils' / 'distutils' / 'errors.py').is_file()
+
+
+def test_dry_run_counts_recompiles_and_graph_breaks(dry_run):
+    """Every step reports dynamo's counts; the traced compile path (CIM-ResPix,
+    backend eager) compiles its blocks in the first step and never again."""
+    res, md, _ = dry_run
+    for m in METHODS:
+        dyn = res['steps'][m]['dynamo']
+        assert dyn['recompiles'] == 0 and dyn['graph_breaks'] == 0, (m, dyn)
+    assert res['steps']['cim-respix']['dynamo']['frames_first_step'] >= 2
+    assert res['regressions'] == [] and 'REGRESSION' not in md
+    assert 'recompiles / graph breaks' in md
+
+
+def test_dry_run_times_each_gpu_switch_on_and_off(dry_run):
+    from benchmarks.gpu_check.fast_path import GPU_SWITCHES
+    res, md, _ = dry_run
+    sw = res['switches']['cim-respix']
+    assert set(sw) == set(GPU_SWITCHES)
+    shipped = res['steps']['cim-respix']['step_s']
+    assert {k: v['shipped'] for k, v in sw.items()} == dict(
+        compile_blocks='on', compile_tokenizer='off', cudnn_benchmark='on')
+    for name, v in sw.items():
+        assert (v['step_on_s'] if v['shipped'] == 'on' else v['step_off_s']) == shipped
+        assert v['flipped']['step_s'] > 0 and v['on_over_off'] > 0
+    # the tokenizer's compile, switched on, is traced too: one graph each, no recompile
+    tok = sw['compile_tokenizer']['flipped']
+    assert {'tokenizer.encoder.forward', 'tokenizer.decoder.forward_features'} <= set(
+        tok['compiled'])
+    assert tok['dynamo']['frames_first_step'] >= 4  # the blocks' graphs and the tokenizer's
+    assert tok['dynamo']['recompiles'] == 0 and tok['dynamo']['graph_breaks'] == 0
+    assert sw['compile_blocks']['flipped']['compile_status'].startswith('off')
+    assert '## GPU switches on and off' in md
+
+
+def test_dry_run_records_the_project_commit(dry_run):
+    import subprocess as sp
+    res, _, _ = dry_run
+    head = sp.run(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'],
+                  capture_output=True, text=True).stdout.strip()
+    assert res['device']['commit'].split('+')[0] == head
+
+
+def test_commit_without_git_comes_from_the_packed_deps(tmp_path, monkeypatch):
+    from benchmarks.gpu_check import check
+    from benchmarks.gpu_check.deps import read_commit, write_commit
+    line = write_commit(str(tmp_path))
+    assert line and read_commit(str(tmp_path)) == line
+    monkeypatch.setattr(check, '_run', lambda cmd: None)  # a copy of the tree without .git
+    monkeypatch.setenv('CIM_GPU_DEPS', str(tmp_path))
+    assert check.project_commit() == f'{line} (recorded by --pack-deps)'
+    monkeypatch.setenv('CIM_GPU_DEPS', str(tmp_path / 'none'))
+    assert check.project_commit() == 'unknown'
+
+
+def _step(step_s: float, bs: int = 128, recompiles: int = 0, breaks: int = 0) -> dict:
+    return dict(step_s=step_s, batch_size=bs, dynamo=dict(
+        recompiles=recompiles, graph_breaks=breaks, steps_after_first=12,
+        reasons={'Data-dependent branching': breaks} if breaks else {}))
+
+
+def test_regressions_slower_than_the_device_row_or_recompiling():
+    from benchmarks.gpu_check.regressions import find_regressions
+    ref = {'NVIDIA H200': dict(steps_s={'cim-respix@128': 0.14, 'cim-respix@256': 0.28})}
+    res = dict(dry_run=False, device=dict(name='NVIDIA H200'),
+               steps={'cim-respix': _step(0.15), 'beit': _step(0.5)},  # beit: no row
+               large_batch={'cim-respix': _step(0.81, bs=256)})
+    lines = find_regressions(res, ref, tolerance=0.10)
+    assert len(lines) == 1 and lines[0].startswith('cim-respix (large batch): 0.8100 s/step')
+    res['steps']['cim-respix'] = _step(0.16, recompiles=7)  # +14 %, and recompiling
+    lines = find_regressions(res, ref, tolerance=0.10)
+    assert len(lines) == 3 and any('7 frames compiled again' in x for x in lines)
+    res['steps']['cim-respix'] = _step(0.10, breaks=2)
+    assert any('2 graph breaks' in x and 'Data-dependent' in x
+               for x in find_regressions(res, ref))
+    # another card, or a dry run: no step row to hold against, the counts still count
+    other = dict(res, device=dict(name='NVIDIA H100 80GB HBM3'))
+    assert [x for x in find_regressions(other, ref) if 's/step' in x] == []
+    dry = dict(res, dry_run=True, device=dict(name='NVIDIA H200'))
+    assert [x for x in find_regressions(dry, ref) if 's/step' in x] == []
+
+
+def test_the_shipped_reference_has_the_measured_h200_rows():
+    from benchmarks.gpu_check.regressions import load_reference
+    rows = load_reference()['NVIDIA H200']['steps_s']
+    assert rows['cim-respix@128'] == 0.1399 and rows['beit@128'] == 0.1082
+
+
+def test_a_regression_is_refused_in_results_and_exit_status(tmp_path, monkeypatch):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('gpu_check_tool', ROOT / 'tools' / 'gpu_check.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    import benchmarks.gpu_check.check as check
+    res = dict(status='complete', regressions=['cim-respix: 0.8111 s/step ...'])
+    monkeypatch.setattr(check, 'run_check', lambda *a, **k: res)
+    assert tool.main(['--dry-run', '--out', str(tmp_path)]) == 3
+    res['regressions'] = []
+    assert tool.main(['--dry-run', '--out', str(tmp_path)]) == 0
+    md = R.markdown(dict(settings=dict(dry_run=False, arch='x', img_size=224, peak_tflops=1,
+                                       peak_note='', flop_ratio_expected=1.43, target_ratio=1.5,
+                                       target_mfu=0.4, large_batch=256),
+                         regressions=['cim-respix: slower'], status='REGRESSION (1)'))
+    assert '## REGRESSION' in md and '- cim-respix: slower' in md
