@@ -1,6 +1,6 @@
 """The GPU check; run it through ``tools/gpu_check.sh``.
 
-    python tools/gpu_check.py [--dry-run] [--out docs/gpu] [--batch-size 128]
+    python tools/gpu_check.py [--dry-run] [--out DIR] [--batch-size 128]
         [--peak-tflops 989.4] [--dalle-dir DIR] [--only STAGE,...]
 
 Writes ``OUT/results.json`` and ``OUT/results.md``; see docs/gpu/README.md.
@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--dry-run', action='store_true',
                    help='every stage at toy size on the CPU (CI; ~1 min on idle cores)')
     p.add_argument('--out', default=None,
-                   help='folder for results.json / results.md (default: docs/gpu, '
+                   help='folder for results.json / results.md (default: benchmarks/results/gpu/<UTC date>, '
                    'or a temporary folder with --dry-run)')
     p.add_argument('--batch-size', type=int, default=None,
                    help='images per step (default 128; 4 with --dry-run); halved on '
@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             import tempfile
             out = tempfile.mkdtemp(prefix='cim_gpu_check_dry_')
         else:
-            out = osp.join(ROOT, 'docs', 'gpu')
+            import datetime
+            day = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d')
+            out = osp.join(ROOT, 'benchmarks', 'results', 'gpu', day)
     from benchmarks.gpu_check.check import run_check
     from benchmarks.gpu_check.regressions import TOLERANCE
     if PACKED:

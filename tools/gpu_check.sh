@@ -4,7 +4,8 @@
 #   bash tools/gpu_check.sh [--dry-run] [--out DIR] [tools/gpu_check.py flags ...]
 #   bash tools/gpu_check.sh --pack-deps [DEST]
 #
-# Full run: one GPU, at most 8 minutes (hard cap), results in docs/gpu (or --out).
+# Full run: one GPU, at most 8 minutes (hard cap), results in
+#   benchmarks/results/gpu/<UTC date> (or --out). Exit 3: a REGRESSION (see results.md).
 # --dry-run: every stage at toy size on the CPU (~1 min idle), results in a temp folder.
 # --pack-deps: run where the project's .venv is; copies the pure-Python packages
 #   a bare GPU machine lacks (mmengine, mmcv without ops, mmpretrain, dall_e, ...;
@@ -44,7 +45,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ -z "$OUT" ]; then
-  if [ "$DRY" = 1 ]; then OUT="$(mktemp -d -t cim_gpu_check_dry.XXXXXX)"; else OUT="$ROOT/docs/gpu"; fi
+  if [ "$DRY" = 1 ]; then OUT="$(mktemp -d -t cim_gpu_check_dry.XXXXXX)"; else OUT="$ROOT/benchmarks/results/gpu/$(date -u +%F)"; fi
 fi
 mkdir -p "$OUT"
 # hard cap on the whole run (the stages stop themselves inside it)

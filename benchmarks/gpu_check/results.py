@@ -36,7 +36,8 @@ REQUIRED = (
        for f in ('step_on_s', 'step_off_s')]
     + [f'large_batch.{m}.{f}' for m in LARGE_BATCH_METHODS for f in STEP_FIELDS])
 #: the first H200 run (eager, before the fast path): the "before" row
-BEFORE = osp.join(REPO_ROOT, 'docs', 'gpu', 'before', 'results.json')
+BEFORE = osp.join(REPO_ROOT, 'benchmarks', 'results', 'gpu', '2026-11-26-h200', 'check',
+                  'results.json')
 
 
 def before_row(path: str = BEFORE) -> Optional[dict]:
