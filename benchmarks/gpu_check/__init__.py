@@ -7,7 +7,10 @@ syncs per step, compile time and peak memory of CIM-ResPix, CIM-RevDet, the
 ResNet-50 CIM recipe, BEiT v1 (same DALL-E tokenizer, same fixes) and MAE on
 ViT-B/16 at 224 px in bf16; the images/s the recipe's JPEG loader sustains;
 max |bf16 - fp32| of the DALL-E decode; AMP kill-and-resume through
-``tools/train.py``. ``--dry-run`` runs every stage at toy size on a CPU.
+``tools/train.py``; each GPU switch of the CIM-ResPix recipe on and off;
+dynamo's recompiles and graph breaks per step. A step slower than the last
+measured row of the device, or a recompile / graph break, is a REGRESSION
+(exit status 3). ``--dry-run`` runs every stage at toy size on a CPU.
 
 * :mod:`.settings` -- sizes, budgets, targets (full / toy);
 * :mod:`.assets`   -- official-format DALL-E files, a folder of JPEGs;
@@ -17,6 +20,8 @@ max |bf16 - fp32| of the DALL-E decode; AMP kill-and-resume through
 * :mod:`.syncs`    -- host syncs of a step (dispatch mode; CUDA sync debug);
 * :mod:`.stages`   -- matmul ceiling, loader, decode precision;
 * :mod:`.resume`, :mod:`.hooks` -- the kill-and-resume run;
-* :mod:`.check`    -- the stages in order, with time limits;
+* :mod:`.check`    -- the stages in order, with time limits, the GPU switches;
+* :mod:`.regressions` -- what refuses a run (``reference.json``: last rows per device);
+* :mod:`.deps`     -- the pure-Python packages for a bare GPU machine, the commit;
 * :mod:`.results`  -- results.json / results.md, the targets.
 """
