@@ -78,7 +78,7 @@ def use_sdpa_attention(module: nn.Module, attn_impl: str = 'sdpa') -> int:
     :class:`SDPABEiTAttention` running the kernel ``attn_impl``, in place;
     returns how many were switched.
 
-    Only the class changes (``SDPABEiTAttention`` adds no state), so weights,
+    Only the class and the kernel's name change (no tensor state), so weights,
     buffers, hooks and keys stay as they are. Subclasses of ``BEiTAttention``
     other than ours are left alone: their forward may differ.
     """
