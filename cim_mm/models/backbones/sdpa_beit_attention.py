@@ -1,10 +1,13 @@
-"""mmpretrain's ``BEiTAttention`` computed by ``F.scaled_dot_product_attention``.
+"""mmpretrain's ``BEiTAttention`` computed by a fused attention kernel.
 
 mmpretrain 1.2's ``BEiTAttention`` materialises ``softmax(q k^T + bias)`` by
 hand: on a GPU that is several memory-bound kernels per layer instead of one
 fused attention kernel. :class:`SDPABEiTAttention` computes the same function
 with PyTorch's fused attention, the relative position bias (the layer's own
-table and/or the backbone's shared one) passed as an additive float mask.
+table and/or the backbone's shared one) added to the scores by the kernel
+``attn_impl`` names (:mod:`~cim_mm.models.backbones.attention_kernels`):
+``'sdpa'`` (an additive float mask, the default), ``'flex'`` (FlexAttention)
+or ``'cudnn'`` (cuDNN attention, bias without gradient).
 
 Same parameters, buffers and state-dict keys as ``BEiTAttention``: it only
 replaces ``forward``, so :func:`use_sdpa_attention` switches a built model in
@@ -22,6 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.models.utils import BEiTAttention
 
+from .attention_kernels import KERNELS, check_attn_impl
+
 __all__ = ['SDPABEiTAttention', 'use_sdpa_attention']
 
 
@@ -30,7 +35,11 @@ class SDPABEiTAttention(BEiTAttention):
 
     Shape contract: ``forward(x [B, N, C], rel_pos_bias [nH, N, N] | None)
     -> [B, N, C]``; ``N = 1 + Wh * Ww`` when the layer has its own table.
+
+    ``attn_impl`` (set by :func:`use_sdpa_attention`; not in the state dict)
+    names the kernel, a key of ``attention_kernels.KERNELS``.
     """
+    attn_impl: str = 'sdpa'
 
     def own_position_bias(self) -> Optional[torch.Tensor]:
         """The layer's relative position bias ``[nH, N, N]`` (``None`` without
@@ -54,31 +63,30 @@ class SDPABEiTAttention(BEiTAttention):
         qkv = qkv.reshape(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B, nH, N, C / nH]
 
-        mask = self.own_position_bias()  # [nH, N, N] or None
+        bias = self.own_position_bias()  # [nH, N, N] or None
         if rel_pos_bias is not None:  # the backbone's shared table
-            mask = rel_pos_bias if mask is None else mask + rel_pos_bias
-        if mask is not None:
-            # the fused kernels want the mask in the query's (autocast) dtype
-            mask = mask.to(q.dtype).unsqueeze(0)  # [1, nH, N, N]
+            bias = rel_pos_bias if bias is None else bias + rel_pos_bias
 
         drop = self.attn_drop.p if self.training else 0.0
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop,
-                                           scale=self.scale)  # [B, nH, N, C / nH]
+        x = KERNELS[self.attn_impl](q, k, v, bias, drop, self.scale)  # [B, nH, N, C / nH]
         x = x.transpose(1, 2).reshape(B, N, C)  # [B, N, C]
         return self.proj_drop(self.proj(x))
 
 
-def use_sdpa_attention(module: nn.Module) -> int:
+def use_sdpa_attention(module: nn.Module, attn_impl: str = 'sdpa') -> int:
     """Turn every mmpretrain ``BEiTAttention`` inside ``module`` into a
-    :class:`SDPABEiTAttention`, in place; returns how many were switched.
+    :class:`SDPABEiTAttention` running the kernel ``attn_impl``, in place;
+    returns how many were switched.
 
-    Only the class changes (``SDPABEiTAttention`` adds no state), so weights,
+    Only the class and the kernel's name change (no tensor state), so weights,
     buffers, hooks and keys stay as they are. Subclasses of ``BEiTAttention``
     other than ours are left alone: their forward may differ.
     """
+    check_attn_impl(attn_impl)
     switched = 0
     for m in module.modules():
         if type(m) is BEiTAttention:
             m.__class__ = SDPABEiTAttention
+            m.attn_impl = attn_impl
             switched += 1
     return switched

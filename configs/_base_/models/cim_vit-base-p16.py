@@ -15,6 +15,7 @@ model = dict(
         tokenizer_img_size=112),
     backbone=dict(
         type='SDPABEiTViT',  # BEiTViT + fused attention, same keys; 'BEiTViT' to switch off
+        # attn_impl='flex' (enhancer + generator; docs/speed.md): off until a GPU run shows it pays
         arch='base',
         img_size=224,
         patch_size=16,
