@@ -28,8 +28,8 @@ from . import stages
 from .context import REPO_ROOT, CheckContext
 from .models import synthetic_batch
 from .resume import amp_resume
-from .fast_path import GPU_SWITCHES, gpu_switches, recipe_speed
-from .models import speed_recipe
+from .fast_path import CUDA_ONLY_SWITCHES, GPU_SWITCHES, gpu_switches, recipe_speed
+from .models import model_config, speed_recipe
 from .regressions import TOLERANCE, find_regressions
 from .settings import LARGE_BATCH_METHODS, METHODS, SWITCH_METHODS, CheckSettings
 from .steps import time_method
@@ -139,9 +139,14 @@ def _switches(ctx: CheckContext, res: dict) -> dict:
     out.clear()
     for m in SWITCH_METHODS:
         shipped = (res['steps'].get(m) or {})
-        on = gpu_switches(recipe_speed(speed_recipe(ctx.scale, m)))
+        on = gpu_switches(recipe_speed(speed_recipe(ctx.scale, m)),
+                          model_config(ctx.scale, m))
         rows = out.setdefault(m, {})
         for name in GPU_SWITCHES:
+            if not ctx.is_cuda and name in CUDA_ONLY_SWITCHES:
+                rows[name] = dict(shipped='on' if on[name] else 'off', step_on_s=None,
+                                  step_off_s=None, skipped=CUDA_ONLY_SWITCHES[name])
+                continue
             x = time_method(ctx, m, count=False, flip={name: not on[name]})
             flipped = dict(step_s=x['step_s'], compile_s=x['compile_s'],
                            compiled=x['compiled'], dynamo=x['dynamo'],
@@ -284,8 +289,10 @@ def _brief(name: str, res: dict) -> str:
     if name == 'large_batch':
         return '; '.join(f'{m}: {_brief_step(v)}' for m, v in x.items())
     if name == 'switches':
-        return '; '.join(f"{m} {k} (shipped {v['shipped']}): on {_f4(v['step_on_s'])} / off "
-                         f"{_f4(v['step_off_s'])} s" for m, sw in x.items() for k, v in sw.items())
+        return '; '.join(f"{m} {k} (shipped {v['shipped']}): " + (
+            f"skipped ({v['skipped']})" if v.get('skipped') else
+            f"on {_f4(v['step_on_s'])} / off {_f4(v['step_off_s'])} s")
+            for m, sw in x.items() for k, v in sw.items())
     if name == 'loader':
         return f"{x['img_per_s']:.1f} img/s with {x['num_workers']} workers"
     if name == 'matmul':

@@ -32,7 +32,16 @@ PEER_COMPILE = {
 }
 #: the recipes' switches whose worth only a GPU shows: the check times the step
 #: with each set against the recipe (``flip``), besides the step as shipped
-GPU_SWITCHES = ('compile_blocks', 'compile_tokenizer', 'cudnn_benchmark')
+GPU_SWITCHES = ('compile_blocks', 'compile_tokenizer', 'cudnn_benchmark', 'flex_attention')
+# switches whose flipped step cannot run without CUDA, and why
+CUDA_ONLY_SWITCHES = {
+    'flex_attention': 'FlexAttention has no backward on the CPU (torch 2.14): timed on CUDA only',
+}
+# the model-dict keys a GPU switch sets (on, off), where it lives in the model
+MODEL_SWITCHES = {
+    'flex_attention': ({'backbone.attn_impl': 'flex', 'generator.backbone.attn_impl': 'flex'},
+                       {'backbone.attn_impl': 'sdpa', 'generator.backbone.attn_impl': 'sdpa'}),
+}
 # MAE is a reference figure, not a recipe of ours: kept eager, which keeps its
 # compile time out of the full run's 8 minutes
 NO_COMPILE = ('mae', )
@@ -59,12 +68,44 @@ def recipe_speed(config: str) -> dict:
                 channels_last_hook=_hook(cfg, 'ChannelsLastHook'), config=config)
 
 
-def gpu_switches(speed: dict) -> dict[str, bool]:
-    """The recipe's GPU switches as shipped (:data:`GPU_SWITCHES`)."""
+def gpu_switches(speed: dict, model: Optional[dict] = None) -> dict[str, bool]:
+    """The recipe's GPU switches as shipped (:data:`GPU_SWITCHES`); those set in
+    the model dict are read from ``model`` (off when it does not say)."""
     hook = speed['compile_hook']
-    return dict(compile_blocks=hook is not None,
-                compile_tokenizer=bool(hook and hook.get('compile_tokenizer', False)),
-                cudnn_benchmark=speed['cudnn_benchmark'])
+    out = dict(compile_blocks=hook is not None,
+               compile_tokenizer=bool(hook and hook.get('compile_tokenizer', False)),
+               cudnn_benchmark=speed['cudnn_benchmark'])
+    for name, (on, _) in MODEL_SWITCHES.items():
+        out[name] = model is not None and all(_get(model, k) == v for k, v in on.items())
+    return out
+
+
+def _get(d: dict, dotted: str) -> Any:
+    for k in dotted.split('.'):
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def model_overrides(flip: dict[str, bool]) -> dict[str, Any]:
+    """The model-dict keys (dotted) that the switches of ``flip`` set."""
+    out: dict[str, Any] = {}
+    for name, value in flip.items():
+        if name in MODEL_SWITCHES:
+            out.update(MODEL_SWITCHES[name][0 if value else 1])
+    return out
+
+
+def set_dotted(model: dict, overrides: dict[str, Any]) -> dict:
+    """``model`` (changed in place) with each dotted key of ``overrides`` set."""
+    for dotted, value in overrides.items():
+        *path, last = dotted.split('.')
+        d = model
+        for k in path:
+            d = d[k]
+        d[last] = value
+    return model
 
 
 def flip_switches(speed: dict, flip: dict[str, bool]) -> dict:
@@ -72,7 +113,8 @@ def flip_switches(speed: dict, flip: dict[str, bool]) -> dict:
     ``compile_blocks=False`` drops the compile hook (the tokenizer's compile
     with it), ``compile_blocks=True`` adds the default one; ``compile_tokenizer``
     sets the hook's switch (adding a hook that compiles only the tokenizer when
-    the recipe has none); ``cudnn_benchmark`` sets ``env_cfg``'s."""
+    the recipe has none); ``cudnn_benchmark`` sets ``env_cfg``'s. Switches of
+    the model dict (:data:`MODEL_SWITCHES`) are set by :func:`model_overrides`."""
     unknown = set(flip) - set(GPU_SWITCHES)
     if unknown:
         raise ValueError(f'unknown GPU switch(es) {sorted(unknown)}; known: {GPU_SWITCHES}')

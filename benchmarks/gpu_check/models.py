@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import os.path as osp
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from mmengine.config import Config
@@ -27,6 +27,7 @@ from mmengine.config import Config
 from cim_mm.engine.optim_wrappers.amp_fallback import amp_to_plain
 
 from ..paths import REPO_ROOT
+from .fast_path import set_dotted
 from .settings import TOY_DALLE, TOY_GENERATOR, TOY_VIT
 
 RECIPE = 'configs/cim/cim-respix_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'
@@ -129,13 +130,16 @@ def model_config(scale, method: str) -> dict:
     return copy.deepcopy(build_spec(method, scale).model)
 
 
-def build_model(scale, method: str, device: torch.device):
+def build_model(scale, method: str, device: torch.device,
+                overrides: Optional[dict] = None):
     """Built, initialised, on ``device``, in train mode; SyncBN as BN (what
-    the Runner does outside a distributed run)."""
+    the Runner does outside a distributed run). ``overrides``: dotted model-dict
+    keys to set first (a GPU switch set against the recipe)."""
     import benchmarks.models.adapters  # noqa: F401  (BEiT's TokenizerTargetGenerator)
     from mmengine.model import revert_sync_batchnorm
     from mmpretrain.registry import MODELS
-    model = revert_sync_batchnorm(MODELS.build(model_config(scale, method)))
+    cfg = set_dotted(model_config(scale, method), overrides or {})
+    model = revert_sync_batchnorm(MODELS.build(cfg))
     model.init_weights()
     model.to(device)
     model.train()

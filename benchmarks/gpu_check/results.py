@@ -66,10 +66,17 @@ def get(d: dict, dotted: str) -> Any:
     return d
 
 
+def required_fields(results: dict) -> list[str]:
+    """:data:`REQUIRED` less the switches this run could not time (a switch
+    only a GPU can time: its record says why it was skipped)."""
+    return [f for f in REQUIRED if not (
+        f.startswith('switches.') and get(results, f.rsplit('.', 1)[0] + '.skipped'))]
+
+
 def missing_fields(results: dict) -> list[str]:
     """Required fields that are absent or not finite numbers / booleans."""
     bad = []
-    for f in REQUIRED:
+    for f in required_fields(results):
         v = get(results, f)
         if isinstance(v, bool):
             continue
@@ -259,6 +266,10 @@ def markdown(r: dict) -> str:
         for m, sws in sw_times.items():
             for n, v in sws.items():
                 dyn = (v.get('flipped') or {}).get('dynamo') or {}
+                if v.get('skipped'):
+                    lines.append(f"| {LABELS.get(m, m)} | {n} | {v['shipped']} | "
+                                 f"skipped: {v['skipped']} | | | |")
+                    continue
                 lines.append(f"| {LABELS.get(m, m)} | {n} | {v['shipped']} | "
                              f"{_f(v.get('step_on_s'), '.4f')} | "
                              f"{_f(v.get('step_off_s'), '.4f')} | "

@@ -44,7 +44,7 @@ from ..cost import CIMStepProfiler, MemoryMeter
 from ..flops import count_flops
 from .context import CheckContext
 from .fast_path import (apply_env, channels_last_like_runner, compile_like_runner, flip_switches,
-                        recipe_speed, switches)
+                        model_overrides, recipe_speed, switches)
 from .models import build_model, build_optim_wrapper, method_batch, speed_recipe
 from .syncs import count_sync_ops, cuda_sync_warnings
 
@@ -93,7 +93,7 @@ def _time_at(ctx: CheckContext, method: str, bs: int, count: bool,
     speed = flip_switches(recipe_speed(speed_recipe(ctx.scale, method)), flip)
     apply_env(speed)
     t_build = time.perf_counter()
-    model = build_model(ctx.scale, method, ctx.device)
+    model = build_model(ctx.scale, method, ctx.device, model_overrides(flip))
     # NHWC convolutions (the ResNet recipes' ChannelsLastHook; same Parameters)
     nhwc = channels_last_like_runner(model, speed['channels_last_hook'])
     optim = build_optim_wrapper(model, ctx.scale, ctx.device, method)

@@ -37,7 +37,7 @@ def test_every_stage_runs_and_every_figure_is_finite(dry_run):
     assert list(res['stages']) == list(STAGES)
     assert all(st['ok'] for st in res['stages'].values()), res['stages']
     assert R.missing_fields(res) == [] and res['missing_fields'] == []
-    for f in R.REQUIRED:  # the same check, spelled out
+    for f in R.required_fields(res):  # the same check, spelled out
         v = R.get(res, f)
         assert isinstance(v, bool) or (isinstance(v, (int, float)) and math.isfinite(v)), f
     assert res['wall_s'] < 180
@@ -265,7 +265,9 @@ def test_dry_run_times_each_gpu_switch_on_and_off(dry_run):
     assert set(sw) == set(GPU_SWITCHES)
     shipped = res['steps']['cim-respix']['step_s']
     assert {k: v['shipped'] for k, v in sw.items()} == dict(
-        compile_blocks='on', compile_tokenizer='off', cudnn_benchmark='on')
+        compile_blocks='on', compile_tokenizer='off', cudnn_benchmark='on',
+        flex_attention='off')
+    assert 'no backward on the CPU' in sw.pop('flex_attention')['skipped']
     for name, v in sw.items():
         assert (v['step_on_s'] if v['shipped'] == 'on' else v['step_off_s']) == shipped
         assert v['flipped']['step_s'] > 0 and v['on_over_off'] > 0
