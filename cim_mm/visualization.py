@@ -100,15 +100,8 @@ def cim_step_outputs(model, data_batch: dict) -> dict[str, torch.Tensor]:
         logits = model.generator(tok_img, mask)  # [B, L, V]
         corrupted, _, replaced = model.corrupt(logits, ids, mask, img.shape[-2:])
         feats = model.patch_features(corrupted)  # [B, L, C]
-        dp = model.data_preprocessor
-        if getattr(dp, '_enable_normalize', False):
-            mean, std = dp.mean.float(), dp.std.float()
-        else:
-            mean = torch.zeros(1, 1, 1, device=img.device)
-            std = torch.ones(1, 1, 1, device=img.device)
-
         def to255(x: torch.Tensor) -> torch.Tensor:
-            return (x.float() * std + mean).clamp(0, 255)
+            return model.data_preprocessor.denormalize(x).clamp(0, 255)
 
         out = dict(original=to255(img), corrupted=to255(corrupted), mask=mask,
                    replaced=replaced)

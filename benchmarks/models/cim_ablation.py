@@ -26,6 +26,21 @@ from mmpretrain.structures import DataSample
 
 from cim_mm.models import CIM
 from cim_mm.utils.errors import UserError
+from cim_mm.utils.geometry import Geometry
+
+
+def check_ablation_options(generator_input: str, enhancer_input: str,
+                           generator_warmup: float) -> None:
+    """Raise a one-line :class:`UserError` for an ablation option out of range."""
+    if generator_input not in ('tokenizer', 'enhancer'):
+        raise UserError("model.generator_input must be 'tokenizer' or 'enhancer', "
+                        f'got {generator_input!r}')
+    if enhancer_input not in ('decode', 'paste'):
+        raise UserError("model.enhancer_input must be 'decode' or 'paste', "
+                        f'got {enhancer_input!r}')
+    if not 0.0 <= float(generator_warmup) < 1.0:
+        raise UserError('model.generator_warmup is a fraction of training in [0, 1), '
+                        f'got {generator_warmup!r}')
 
 
 @MODELS.register_module()
@@ -36,20 +51,22 @@ class CIMAblation(CIM):
     def __init__(self, *args, generator_input: str = 'tokenizer',
                  enhancer_input: str = 'decode', generator_warmup: float = 0.0,
                  **kwargs) -> None:
-        if generator_input not in ('tokenizer', 'enhancer'):
-            raise UserError("model.generator_input must be 'tokenizer' or 'enhancer', "
-                            f'got {generator_input!r}')
-        if enhancer_input not in ('decode', 'paste'):
-            raise UserError("model.enhancer_input must be 'decode' or 'paste', "
-                            f'got {enhancer_input!r}')
-        if not 0.0 <= float(generator_warmup) < 1.0:
-            raise UserError('model.generator_warmup is a fraction of training in [0, 1), '
-                            f'got {generator_warmup!r}')
-        # set before CIM.__init__: its geometry check reads generator_input
-        self.__dict__['generator_input'] = generator_input
-        super().__init__(*args, **kwargs)
+        check_ablation_options(generator_input, enhancer_input, generator_warmup)
+        # plain values, set before CIM.__init__: its build-time check calls
+        # self.geometry(), which reads generator_input
+        self.generator_input = generator_input
         self.enhancer_input = enhancer_input
         self.generator_warmup = float(generator_warmup)
+        super().__init__(*args, **kwargs)
+
+    def geometry(self) -> Geometry:
+        """CIM's sizes; with ``generator_input='enhancer'`` the generator sees
+        the enhancer view, so only its patch grid (not its input size / patch
+        size) is held to the token grid."""
+        g = super().geometry()
+        if self.generator_input == 'enhancer':
+            g.gen_size = g.gen_patch = None
+        return g
 
     def generator_warming_up(self) -> bool:
         """True while training and ``iter < generator_warmup * max_iters``."""
@@ -63,7 +80,7 @@ class CIMAblation(CIM):
              **kwargs) -> dict[str, torch.Tensor]:
         """CIM's steps with the ablation options applied."""
         img, tok_img, mask = self.unpack(inputs)
-        ids = self.encode(tok_img, mask)  # [B, h, w]
+        ids = self.encode(tok_img)  # [B, h, w]
         gen_img = img if self.generator_input == 'enhancer' else tok_img
         logits = self.generator(gen_img, mask)  # [B, L, V]
         loss_gen = self.generator.loss(logits, ids, mask)
@@ -76,6 +93,5 @@ class CIMAblation(CIM):
                                 mode='nearest').bool()  # [B, 1, H, W]
             corrupted = torch.where(rep, corrupted, img)  # [B, 3, H, W]
         feats = self.patch_features(corrupted)  # [B, L, C]
-        self.check_patch_count(feats, mask)
         enh = self.head.loss(feats, original=img, replaced=replaced)
         return self.weighted_losses(loss_gen, enh, replaced)

@@ -18,7 +18,7 @@ key and shape by shape, against a freshly built target:
 
 The conversion is made of exact renames plus a few transforms that keep the
 network's function *exactly* (checked by forward equivalence in
-``tests/test_downstream.py``; details in :mod:`.vit`); anything else is a mismatch:
+``tests/converters/test_downstream.py``; details in :mod:`.vit`); anything else is a mismatch:
 
 * a value the source does not have and the target needs is synthesised only
   where one value leaves the function unchanged: layer scale = 1, a missing

@@ -2,7 +2,7 @@
 
 Renames go through canonical names (:mod:`.keys`). Besides renames, only
 transforms that keep the network's function exactly (checked by forward
-equivalence in ``tests/test_downstream.py``):
+equivalence in ``tests/converters/test_downstream.py``):
 
 * synthesised where one value leaves the function unchanged: layer scale = 1, a
   missing (key/query/value/patch) bias = 0, relative position bias = 0, absolute

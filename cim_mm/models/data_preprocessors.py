@@ -55,6 +55,22 @@ class CIMDataPreprocessor(SelfSupDataPreprocessor):
         self.interpolation = interpolation
         self.batched_masks = batched_masks
 
+    @property
+    def normalizes(self) -> bool:
+        """Whether the enhancer view is ``(img - mean) / std`` (mean and std given)."""
+        return self._enable_normalize
+
+    def normalize(self, img: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] float in 0..255 -> the enhancer view's values (as is
+        without mean / std)."""
+        return (img - self.mean) / self.std if self.normalizes else img
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`normalize`: the enhancer view's values -> float 0..255
+        (not clamped)."""
+        x = x.float()
+        return x * self.std.float() + self.mean.float() if self.normalizes else x
+
     def tokenizer_view(self, img: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] in 0..255 -> [B, 3, H', W'] in map_pixels space."""
         x = img / 255.
@@ -97,7 +113,7 @@ class CIMDataPreprocessor(SelfSupDataPreprocessor):
         if self._channel_conversion:
             img = img[:, [2, 1, 0]]
         img = img.float()  # [B, 3, H, W], 0..255
-        enh = (img - self.mean) / self.std if self._enable_normalize else img
+        enh = self.normalize(img)
         tok = self.tokenizer_view(img)  # [B, 3, H', W']
         inputs = [enh, tok]
         if mask is not None:

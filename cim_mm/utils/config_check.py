@@ -3,14 +3,17 @@
 Both read the sizes they can know into a :class:`~.geometry.Geometry` and apply
 the one rule set, :func:`~.geometry.check_geometry`:
 
-- :func:`check_model_geometry` on a built CIM (``CIM.__init__``);
+- :func:`model_geometry` reads a built CIM; ``CIM.geometry()`` returns it (a
+  subclass that feeds a part another view adjusts it there) and
+  ``CIM.__init__`` checks it (:func:`check_model_geometry`);
 - :func:`check_config` on a config before anything is built (``tools/train.py``):
   the sizes the config names (class defaults where it leaves them out), the
   pipeline's mask generators and image size.
 
 Unknown pieces (a custom tokenizer without ``downsample``, a CNN enhancer
-without a fixed grid) are skipped; ``CIM.loss`` checks the rest on the first
-batch.
+without a fixed grid) are skipped. The batch itself is compared with the sizes
+the built model fixes at the start of ``CIM.loss``
+(:class:`~.geometry.BatchSizes`).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from mmpretrain.registry import MODELS
 
 from .geometry import Geometry, Pair, check_geometry, pair
 
-__all__ = ['check_config', 'check_model_geometry']
+__all__ = ['check_config', 'check_model_geometry', 'model_geometry']
 
 
 # ------------------------------------------------------------ built modules
@@ -39,11 +42,10 @@ def _patch_embed_geometry(module: Any) -> tuple[Optional[Pair], Optional[Pair]]:
 
 
 def model_geometry(model: Any) -> Geometry:
-    """The sizes a built CIM knows before a forward pass."""
+    """The sizes a built CIM knows before a forward pass (its generator sees
+    the tokenizer view)."""
     tok, gen, head = model.tokenizer, model.generator, model.head
     gen_size, gen_patch = _patch_embed_geometry(getattr(gen, 'backbone', None))
-    if getattr(model, 'generator_input', 'tokenizer') == 'enhancer':
-        gen_size = gen_patch = None  # it sees the enhancer view: only its grid counts
     enh_size, enh_patch = _patch_embed_geometry(model.backbone)
     layer = getattr(head, 'decoder', None) or getattr(head, 'classifier', None)
     gen_head = getattr(gen, 'head', None)
@@ -65,8 +67,9 @@ def model_geometry(model: Any) -> Geometry:
 
 
 def check_model_geometry(model: Any) -> None:
-    """Raise :class:`UserError` (one line) if the grids of a built CIM disagree."""
-    check_geometry(model_geometry(model))
+    """Raise :class:`UserError` (one line) if the grids of a built CIM (its
+    ``geometry()``) disagree."""
+    check_geometry(model.geometry())
 
 
 # ------------------------------------------------------------------ configs
@@ -97,6 +100,19 @@ def _default(registry: Any, type_name: Any, arg: str) -> Any:
     if param is None or param.default is inspect.Parameter.empty:
         return None
     return param.default
+
+
+def _is_cim(type_name: Any) -> bool:
+    """Whether a model type is CIM or a subclass of it (looked up in the registry)."""
+    if not isinstance(type_name, str):
+        return False
+    if type_name.split('.')[-1] == 'CIM':
+        return True
+    try:
+        cim, cls = MODELS.get('CIM'), MODELS.get(type_name)
+    except Exception:  # pragma: no cover - unknown scope
+        return False
+    return inspect.isclass(cls) and inspect.isclass(cim) and issubclass(cls, cim)
 
 
 def _pipelines(dataset_cfg: Any) -> Iterator[list]:
@@ -135,7 +151,7 @@ def config_geometry(cfg: Any) -> Optional[Geometry]:
     its train pipelines; None for the config of another model (only its mask
     generators are checked)."""
     model = _get(cfg, 'model') or {}
-    is_cim = str(_get(model, 'type', '')).split('.')[-1] in ('CIM', 'CIMAblation')
+    is_cim = _is_cim(_get(model, 'type'))
     g = Geometry(where='model.')
     if is_cim:
         dp = _get(model, 'data_preprocessor') or {}

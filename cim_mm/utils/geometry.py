@@ -12,6 +12,10 @@ decode, or not at all (a padded ViT silently changes its grid).
 skipped); :func:`check_geometry` applies every rule and raises a one-line
 :class:`UserError`. :mod:`.config_check` fills a :class:`Geometry` from a built
 model or from a config.
+
+What no build-time check sees is the batch: :func:`batch_sizes` gives the mask
+grid and image size a built model fixes, and :meth:`BatchSizes.check` compares
+a batch with them (two tuple comparisons, no host sync).
 """
 from __future__ import annotations
 
@@ -196,3 +200,36 @@ def check_geometry(g: Geometry) -> None:
     _masks(g, grid)
     _images(g, grid)
     _head_width(g)
+
+
+@dataclass(frozen=True)
+class BatchSizes:
+    """The sizes a batch must have for a checked model; None = not fixed by it.
+
+    ``mask_grid``: the token grid (``tokenizer_img_size / downsample``);
+    ``image_size``: the enhancer's input size when its grid follows the image
+    (a fixed-patch ViT without a neck: another size changes its patch grid).
+    """
+    mask_grid: Optional[Pair] = None
+    image_size: Optional[Pair] = None
+
+    def check(self, image: Pair, mask: Pair) -> None:
+        """Raise a one-line :class:`UserError` if a batch of ``[B, 3, *image]``
+        images with ``[B, *mask]`` masks does not fit."""
+        if self.mask_grid is not None and tuple(mask) != self.mask_grid:
+            raise UserError(
+                f"the batch's masks are {fmt(tuple(mask))} but the token grid is "
+                f'{fmt(self.mask_grid)} (tokenizer_img_size / downsample): set '
+                f'BEiTMaskGenerator input_size=({self.mask_grid[0]}, {self.mask_grid[1]})')
+        if self.image_size is not None and tuple(image) != self.image_size:
+            raise UserError(
+                f"the batch's images are {fmt(tuple(image))} but backbone.img_size is "
+                f'{fmt(self.image_size)} (one enhancer patch per token): make the train '
+                f'pipeline output {fmt(self.image_size)} images')
+
+
+def batch_sizes(g: Geometry) -> BatchSizes:
+    """The :class:`BatchSizes` of a model whose geometry ``g`` passed
+    :func:`check_geometry`."""
+    fixed_grid = g.enh_size is not None and g.enh_patch is not None and not g.with_neck
+    return BatchSizes(mask_grid=token_grid(g), image_size=g.enh_size if fixed_grid else None)

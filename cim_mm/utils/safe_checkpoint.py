@@ -78,7 +78,7 @@ def _numpy_safe_globals() -> list[Any]:
     ]
     # numpy >= 1.25 pickles dtypes through their classes (np.dtypes.Float64DType...).
     # Not object_: an object array is a list of pickled Python objects, and
-    # mmengine's own checkpoints hold none (tests/test_compat.py, resume tests)
+    # mmengine's own checkpoints hold none (tests/compat/test_compat.py, resume tests)
     for name in ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16',
                  'uint32', 'uint64', 'float16', 'float32', 'float64',
                  'complex64', 'complex128', 'str_', 'bytes_'):

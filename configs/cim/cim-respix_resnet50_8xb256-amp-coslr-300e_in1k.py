@@ -10,7 +10,7 @@
 #   * into mmseg `ResNet` (depth 50, the default deep_stem=False).
 # mmpretrain's and mmseg's `ResNetV1c` are NOT used: their deep stems name their keys
 # differently (`stem.0.conv.weight` vs `stem.0.weight`), so a V1c enhancer would need a
-# key converter for mmseg. (tests/test_cnn_enhancer.py checks the key sets.)
+# key converter for mmseg. (tests/models/test_cnn_enhancer.py checks the key sets.)
 #
 # Sources of the values. The paper's appendix tables (ResNet-50 pre-training settings,
 # generator depth/width, sliding-window size) could not be read here: every value marked

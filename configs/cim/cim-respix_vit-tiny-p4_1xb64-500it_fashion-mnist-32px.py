@@ -85,7 +85,7 @@ custom_hooks = [
 log_processor = dict(by_epoch=False)
 # Several processes (tools/dist_train.sh CONFIG N, also on CPU): each rank its own seed
 # (masks, flips, generator samples); every parameter gets a gradient each step, so DDP
-# needs no unused-parameter search (tests/test_distributed.py).
+# needs no unused-parameter search (tests/compat/test_distributed.py).
 randomness = dict(seed=0, diff_rank_seed=True)
 find_unused_parameters = False
 auto_scale_lr = dict(base_batch_size=64, enable=False)

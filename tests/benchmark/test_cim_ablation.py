@@ -82,6 +82,34 @@ def test_generator_input_enhancer_view():
         _build(enhancer_input='nope')
 
 
+def test_ablation_geometry_refuses_what_it_refused():
+    """The generator's sizes against the token grid (4x4), per generator_input."""
+    enh_gen = tiny_vit_cim_cfg('revdet')['generator']
+    enh_gen['backbone'].update(img_size=16, patch_size=4)  # the enhancer view, 4x4
+    with pytest.raises(ValueError, match=r'generator.backbone.img_size 16x16 != '
+                       r'.*tokenizer_img_size 8x8') as err:
+        _build(generator=enh_gen)  # the tokenizer view (the default) at 16 px
+    assert '\n' not in str(err.value)
+    fine_gen = tiny_vit_cim_cfg('revdet')['generator']
+    fine_gen['backbone'].update(img_size=16, patch_size=2)  # 8x8 on the enhancer view
+    with pytest.raises(ValueError, match=r'generator grid 8x8 != token grid 4x4'):
+        _build(generator_input='enhancer', generator=fine_gen)
+    model = _build(generator_input='enhancer', generator=enh_gen)
+    assert model.geometry().gen_size is None and model.geometry().gen_grid == (4, 4)
+    assert _build().geometry().gen_size == (8, 8)  # CIM's: the tokenizer view
+
+
+def test_config_check_treats_the_ablation_as_cim():
+    from mmengine.config import Config
+
+    from cim_mm.utils.config_check import check_config
+    model = dict(tiny_vit_cim_cfg('revdet'), type='CIMAblation', enhancer_input='paste')
+    cfg = Config(dict(model=model, train_dataloader=dict(dataset=dict(
+        type='CustomDataset', pipeline=[dict(type='RandomResizedCrop', scale=20)]))))
+    with pytest.raises(ValueError, match='makes 20x20 images but model.backbone.img_size'):
+        check_config(cfg)  # an image-size rule: only checked for CIM configs
+
+
 def test_temperature_zero_is_argmax():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 10, 7, generator=g)

@@ -36,6 +36,49 @@ def test_preprocessor_views_and_mask():
     assert torch.equal(mask, expect_mask.bool())
 
 
+def test_preprocessor_normalize_is_the_enhancer_view_and_inverts():
+    from cim_mm.models.data_preprocessors import CIMDataPreprocessor
+    model = build()
+    dp = model.data_preprocessor
+    batch = make_batch()
+    img = dp(batch, True)['inputs'][0]
+    raw = batch['inputs'].float()
+    assert dp.normalizes
+    assert torch.equal(dp.normalize(raw), img)
+    torch.testing.assert_close(dp.denormalize(img), raw)
+    plain = CIMDataPreprocessor(tokenizer_img_size=8)  # no mean / std: as is
+    assert not plain.normalizes
+    assert torch.equal(plain.normalize(raw), raw) and torch.equal(plain.denormalize(raw), raw)
+    with pytest.raises(AttributeError):
+        dp.normalizes = False  # read-only
+
+
+@pytest.mark.parametrize('batch, match', [
+    (dict(grid=5), r"the batch's masks are 5x5 but the token grid is 4x4 .*"
+     r'BEiTMaskGenerator input_size=\(4, 4\)'),
+    (dict(img_size=20), r"the batch's images are 20x20 but backbone.img_size is 16x16"),
+])
+def test_a_batch_that_does_not_fit_is_one_line(batch, match):
+    """The batch is checked against the sizes the build fixed, before any work."""
+    model = build()
+    assert (model.batch_sizes.mask_grid, model.batch_sizes.image_size) == ((4, 4), (16, 16))
+    data = model.data_preprocessor(make_batch(**batch), True)
+    encode = []
+    model.tokenizer.encode = lambda x: encode.append(x)
+    with pytest.raises(ValueError, match=match) as err:
+        model.loss(data['inputs'], data['data_samples'])
+    assert '\n' not in str(err.value) and encode == []
+
+
+def test_a_cnn_enhancer_with_a_neck_takes_any_image_size():
+    from helpers import tiny_resnet_cim_cfg
+    model = MODELS.build(tiny_resnet_cim_cfg('revdet'))
+    assert (model.batch_sizes.mask_grid, model.batch_sizes.image_size) == ((4, 4), None)
+    data = model.data_preprocessor(make_batch(img_size=24), True)  # the neck makes 4x4
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert torch.isfinite(losses['loss_enh'])
+
+
 # ---------------------------------------------------------------- generator
 def test_gumbel_max_matches_softmax_distribution():
     logits = torch.tensor([[2.0, 0.5, -1.0, 0.0]])

@@ -69,6 +69,39 @@ def test_no_benchmark_code_in_the_package():
                 assert 'import benchmarks' not in text and 'from benchmarks' not in text, f
 
 
+def _benchmark_only_names() -> set[str]:
+    """The classes ``benchmarks/models`` defines and the options ``CIMAblation``
+    adds to ``CIM``: names the package must not know."""
+    import inspect
+
+    import benchmarks.models.cim_ablation as ablation
+    from cim_mm.models import CIM
+    names = set()
+    for f in os.listdir(osp.join(REPO_ROOT, 'benchmarks', 'models')):
+        if f.endswith('.py'):
+            tree = ast.parse(open(osp.join(REPO_ROOT, 'benchmarks', 'models', f)).read())
+            names |= {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    added = (set(inspect.signature(ablation.CIMAblation).parameters)
+             - set(inspect.signature(CIM).parameters) - {'args', 'kwargs'})
+    assert added == {'generator_input', 'enhancer_input', 'generator_warmup'}
+    return names | added
+
+
+def test_the_package_names_nothing_of_the_benchmark():
+    """No benchmark model's class name or option in the package's code: their
+    checks live with them (e.g. ``CIMAblation.geometry``)."""
+    import re
+    names = _benchmark_only_names()
+    assert 'CIMAblation' in names
+    found = []
+    for folder, _, files in os.walk(PACKAGE):
+        for f in files:
+            if f.endswith('.py'):
+                text = open(osp.join(folder, f)).read()
+                found += [(f, n) for n in names if re.search(rf'\b{n}\b', text)]
+    assert found == []
+
+
 def test_areas_import_only_lower_layers():
     upward = sorted((m, t) for m, targets in import_graph().items() for t in targets
                     if _area(m) and _area(t) and _area(m) != _area(t)

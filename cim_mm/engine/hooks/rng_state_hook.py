@@ -95,11 +95,11 @@ class RNGStateHook(Hook):
     - other loops (epoch-based): at ``before_train``.
 
     Single process: the resumed run continues bit-for-bit as the uninterrupted
-    one would have (``tests/test_reliability.py``). Distributed: only rank 0
+    one would have (``tests/engine/test_reliability.py``). Distributed: only rank 0
     saves checkpoints, so at each iteration (epoch) where a ``CheckpointHook``
     will save, every rank's states are gathered to rank 0 first and stored as
     ``rng_state['per_rank']``; a resume with the same number of processes
-    restores each rank's own states (``tests/test_distributed.py``). Without
+    restores each rank's own states (``tests/compat/test_distributed.py``). Without
     them (another world size, a checkpoint saved elsewhere) every rank is
     re-seeded from ``(seed, iteration, rank)``: reproducible, distinct per
     rank, but not the uninterrupted stream. With dataloader workers, the

@@ -12,8 +12,9 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from cim_mm.compat import ENABLE_ENTRY, missing
-from cim_mm.utils.config_check import check_model_geometry
+from cim_mm.utils.config_check import model_geometry
 from cim_mm.utils.errors import UserError
+from cim_mm.utils.geometry import BatchSizes, Geometry, batch_sizes, check_geometry
 
 from ..data_preprocessors import CIMDataPreprocessor
 
@@ -94,11 +95,19 @@ class CIM(BaseSelfSupervisor):
         self._check_geometry()
         self._warn_if_compat_missing()
 
+    def geometry(self) -> Geometry:
+        """The sizes this model fixes before a forward pass (the generator sees
+        the tokenizer view). A subclass that feeds a part another view adjusts
+        them here; ``__init__`` checks what this returns."""
+        return model_geometry(self)
+
     def _check_geometry(self) -> None:
         """One-line :class:`UserError` when the tokenizer / generator / enhancer /
-        head grids or the vocabularies disagree (see
-        :func:`cim_mm.utils.check_model_geometry`)."""
-        check_model_geometry(self)
+        head grids or the vocabularies disagree (the rules of
+        :mod:`cim_mm.utils.geometry`); keeps the sizes a batch must have."""
+        g = self.geometry()
+        check_geometry(g)
+        self.batch_sizes: BatchSizes = batch_sizes(g)
 
     @staticmethod
     def _warn_if_compat_missing() -> None:
@@ -144,11 +153,7 @@ class CIM(BaseSelfSupervisor):
         if tuple(img01.shape[-2:]) != tuple(size):
             img01 = F.interpolate(img01.float(), size=size, mode='bilinear',
                                   align_corners=False)
-        x = img01.float() * 255.
-        dp = self.data_preprocessor
-        if getattr(dp, '_enable_normalize', False):
-            x = (x - dp.mean) / dp.std
-        return x
+        return self.data_preprocessor.normalize(img01.float() * 255.)
 
     @torch.no_grad()
     def corrupt(self, logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
@@ -183,21 +188,13 @@ class CIM(BaseSelfSupervisor):
                 f'CNNs; got shape {tuple(fmap.shape)}')
         return fmap.flatten(2).transpose(1, 2)  # [B, L, C]
 
-    def check_patch_count(self, feats: torch.Tensor, mask: torch.Tensor) -> None:
-        """The enhancer's patch count must be the token grid's."""
-        if feats.shape[1] != mask[0].numel():
-            raise UserError(
-                f'enhancer gives {feats.shape[1]} patches but the token grid has '
-                f'{mask[0].numel()}: the enhancer patch grid must equal the '
-                'tokenizer grid.')
-
     # ------------------------------------------------------------------- loss
     def loss(self, inputs: list[torch.Tensor], data_samples: list[DataSample],
              **kwargs) -> dict[str, torch.Tensor]:
         """inputs = [img [B,3,H,W], tok_img [B,3,H',W'], mask [B,h,w]] -> losses."""
         img, tok_img, mask = self.unpack(inputs)
         # 1. visual tokens of the clean image (frozen tokenizer)
-        ids = self.encode(tok_img, mask)  # [B, h, w]
+        ids = self.encode(tok_img)  # [B, h, w]
         # 2. the generator predicts the masked tokens
         logits = self.generator(tok_img, mask)  # [B, L, V]
         loss_gen = self.generator.loss(logits, ids, mask)
@@ -205,30 +202,28 @@ class CIM(BaseSelfSupervisor):
         corrupted, _, replaced = self.corrupt(logits, ids, mask, img.shape[-2:])
         # 4. the enhancer recovers the pixels (ResPix) or finds the replaced tokens (RevDet)
         feats = self.patch_features(corrupted)  # [B, L, C]
-        self.check_patch_count(feats, mask)
         enh = self.head.loss(feats, original=img, replaced=replaced)
         return self.weighted_losses(loss_gen, enh, replaced)
 
     # --------------------------------------------------------------- helpers
-    @staticmethod
-    def unpack(inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``[img, tok_img, mask]`` from the data preprocessor; mask as bool."""
+    def unpack(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[img [B, 3, H, W], tok_img [B, 3, H', W'], mask [B, h, w]]`` from the
+        data preprocessor, mask as bool. The batch is the one thing the
+        build-time check cannot see: its masks and image size are compared with
+        :attr:`batch_sizes` here (shape tuples only, no host sync); the grids of
+        the model's own parts are not re-checked per step."""
         if len(inputs) < 3:
             raise UserError(
                 'CIM needs a mask per image: add dict(type="BEiTMaskGenerator", ...) '
                 'to the train pipeline before PackInputs.')
-        return inputs[0], inputs[1], inputs[2].bool()
+        img, tok_img, mask = inputs[0], inputs[1], inputs[2].bool()
+        self.batch_sizes.check(img.shape[-2:], mask.shape[-2:])
+        return img, tok_img, mask
 
     @torch.no_grad()
-    def encode(self, tok_img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Tokenizer ids ``[B, h, w]`` of ``tok_img``; the grid must be the mask's."""
-        ids = self.tokenizer.encode(tok_img)  # [B, h, w]
-        if ids.shape != mask.shape:
-            raise UserError(
-                f'tokenizer grid {tuple(ids.shape[1:])} != mask grid '
-                f'{tuple(mask.shape[1:])}: set BEiTMaskGenerator input_size to '
-                'the tokenizer grid (tokenizer_img_size / downsample).')
-        return ids
+    def encode(self, tok_img: torch.Tensor) -> torch.Tensor:
+        """Tokenizer ids ``[B, h, w]`` of ``tok_img [B, 3, H', W']`` (frozen)."""
+        return self.tokenizer.encode(tok_img)  # [B, h, w]
 
     def weighted_losses(self, loss_gen: torch.Tensor, enh: dict[str, torch.Tensor],
                         replaced: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -3,7 +3,7 @@
 mmpretrain 1.2's ``BEiTTransformerEncoderLayer`` gives its FFN a
 ``dropout_layer=DropPath(p)`` *and* wraps the FFN branch in its own
 ``self.drop_path``: the FFN branch of a sample is dropped with probability
-``1 - (1 - p)^2`` (0.19 at ``p = 0.1``, measured in tests/test_hardening.py)
+``1 - (1 - p)^2`` (0.19 at ``p = 0.1``, measured in tests/models/test_hardening.py)
 and, when kept, scaled by ``1 / (1 - p)^2``. BEiT's reference code, timm and
 mmseg's ``BEiT`` drop it once (``p``, scale ``1 / (1 - p)``). The attention
 branch is dropped once in every one of them.

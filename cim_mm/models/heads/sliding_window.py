@@ -32,7 +32,7 @@ def _window_moments(img: torch.Tensor, window_size: int, separable: bool = True
     near-flat windows to rounding (one grey level step in a flat 17 x 17 window:
     targets off by 12); in float64 the ResPix targets stay within 1e-6 of a
     two-pass float64 reference (measured 1.1e-7, the float32 output's rounding;
-    tests/test_hardening.py). float32 stays too coarse with separable sums and
+    tests/models/test_hardening.py). float32 stays too coarse with separable sums and
     a per-image shift too (measured 8e-3 on the photo-like case, window 5), so
     the float64 is kept; the separable pooling (``separable=True``) is what
     cuts the cost (3.4x on CPU at 224 px, window 17).
