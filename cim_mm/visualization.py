@@ -178,7 +178,7 @@ def draw_cim_step(model, data_batch: dict, num_images: Optional[int] = 8,
         data_batch = slice_data_batch(data_batch, num_images)
     out = cim_step_outputs(model, data_batch)
     if channel_order == 'auto':
-        to_rgb = getattr(model.data_preprocessor, '_channel_conversion', False)
+        to_rgb = getattr(model.data_preprocessor, 'converts_to_rgb', False)
         channel_order = 'rgb' if to_rgb else 'bgr'
     flip = channel_order == 'bgr'
 

@@ -1,7 +1,7 @@
 """results.json / results.md of the GPU check, and its targets.
 
 :data:`REQUIRED` lists every figure a complete run has (dotted paths into
-results.json); ``tests/test_gpu_check.py`` asserts each is there and finite.
+results.json); ``tests/benchmark/test_gpu_check.py`` asserts each is there and finite.
 The "before" row is the first H200 run, eager, before the fast path
 (:data:`BEFORE`, a copy of that run's results.json), read, never rerun.
 """

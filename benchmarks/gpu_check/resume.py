@@ -10,7 +10,7 @@ dynamic loss scale)`` on CUDA (``OptimWrapper``, fp32, elsewhere):
 
 Every iteration's losses are written by :class:`.hooks.GPUCheckLossLogHook`;
 the resumed run must give the uninterrupted run's losses (within bf16
-tolerance under AMP, like ``tests/test_reliability.py``).
+tolerance under AMP, like ``tests/engine/test_reliability.py``).
 """
 from __future__ import annotations
 

@@ -56,6 +56,11 @@ class CIMDataPreprocessor(SelfSupDataPreprocessor):
         self.batched_masks = batched_masks
 
     @property
+    def converts_to_rgb(self) -> bool:
+        """Whether the loader's BGR images are flipped to RGB (``to_rgb=True``)."""
+        return bool(self._channel_conversion)
+
+    @property
     def normalizes(self) -> bool:
         """Whether the enhancer view is ``(img - mean) / std`` (mean and std given)."""
         return self._enable_normalize

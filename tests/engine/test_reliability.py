@@ -536,6 +536,25 @@ def test_masked_patches_are_red_over_black():
     assert (panel[~m] == 0).all()
 
 
+@pytest.mark.parametrize('to_rgb', [True, False])
+def test_auto_channel_order_follows_the_preprocessor(to_rgb):
+    """'auto' draws as 'rgb' when the preprocessor flips BGR to RGB, else as 'bgr'."""
+    from cim_mm.visualization import draw_cim_step
+    cfg = tiny_vit_cim_cfg('revdet')
+    cfg['data_preprocessor']['to_rgb'] = to_rgb
+    model = MODELS.build(cfg)
+    assert model.data_preprocessor.converts_to_rgb is to_rgb
+    batch = make_batch(batch_size=1, seed=4)
+    kw = dict(num_images=1, titles=False, legend=False, min_panel=16, pad=0)
+    torch.manual_seed(0)
+    auto = draw_cim_step(model, batch, **kw)
+    torch.manual_seed(0)
+    explicit = draw_cim_step(model, batch, channel_order='rgb' if to_rgb else 'bgr', **kw)
+    torch.manual_seed(0)
+    other = draw_cim_step(model, batch, channel_order='bgr' if to_rgb else 'rgb', **kw)
+    assert np.array_equal(auto, explicit) and not np.array_equal(auto, other)
+
+
 def test_vis_cim_tool(tmp_path):
     data = write_folder_dataset(str(tmp_path / 'data'))
     cfg = train_cfg(str(tmp_path / 'w'), data)
