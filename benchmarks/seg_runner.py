@@ -101,6 +101,20 @@ def missing_pretraining(opts: dict, todo: list) -> dict[str, list[str]]:
     return missing
 
 
+def kept_without_weights(opts: dict, todo: list) -> list[str]:
+    """The pre-training folders of ``todo`` that hold a finished ``result.json`` but
+    no ``backbone.pth``: results kept without their weights (those of
+    ``benchmarks/results/``), which the track command counts as done."""
+    out = []
+    for track, m, sd, _ in todo:
+        folder = osp.join(opts['pretrained_dirs'][track], run_name(m, sd))
+        r = read_json(osp.join(folder, 'result.json'))
+        if m != 'random' and r is not None and r.get('status') == 'ok' \
+                and not osp.isfile(osp.join(folder, 'backbone.pth')) and folder not in out:
+            out.append(folder)
+    return out
+
+
 def ensure_pretraining(opts: dict, all_units: list,
                        run_track: Optional[Callable[[list[str]], int]]) -> None:
     """Every row's pre-training there, made by the track's command if
@@ -108,6 +122,14 @@ def ensure_pretraining(opts: dict, all_units: list,
     missing = missing_pretraining(opts, all_units)
     if not missing:
         return
+    kept = kept_without_weights(opts, all_units)
+    if kept:
+        more = f' (and {len(kept) - 1} more)' if len(kept) > 1 else ''
+        flags = ' '.join(f'--pretrained-dir {t}=work_dirs/pretrain_{t}' for t in missing)
+        raise UserError(
+            f'{kept[0]}{more} holds a finished result.json but no backbone.pth (a result '
+            'kept without its weights; the track command would skip it): pre-train into '
+            f'a work folder instead: {flags} --pretrain-missing')
     cmds = [track_argv(opts, t, ms) for t, ms in missing.items()]
     if not opts.get('pretrain_missing') or run_track is None:
         first = next(iter(missing.items()))

@@ -1,12 +1,19 @@
 """CIM against the other MIM methods, side by side, in one command.
 
-    python tools/benchmark.py --scale cpu-small --work-dir work_dirs/benchmark \\
+    python tools/benchmark.py --scale cpu-small [--work-dir benchmarks/results/vit] \\
         [--methods cim-respix,cim-revdet,mae,simmim,beit,maskfeat,simclr,densecl,random] \\
         [--budget-s 120] [--eval-subset medium] [--flops] [--seeds 3]
     python tools/benchmark.py --track resnet --seeds 3      # the ResNet-18 track
     python tools/benchmark.py --ablate all --budget-s 480   # the CIM ablations
     python tools/benchmark.py --track seg --seeds 3 --pretrain-missing  # segmentation
     python tools/benchmark.py --readme-table WORK_DIR       # README table of a run
+
+Each track writes into its own folder of ``benchmarks/results/`` unless
+``--work-dir`` says otherwise (``vit``, ``resnet``, ``ablation``, ``seg``;
+``vit_gpu`` at ``--scale gpu``): the run sets kept in git are those folders,
+each the work dir of the command its ``results.md`` names, so a rerun or a
+``--report-only`` there updates them in place (git shows what changed; the
+checkpoints and logs a run leaves are ignored there).
 
 For each method: pre-train the scale's ViT for the same wall-clock budget on
 the same data, evaluate (k-NN, linear probe, short fine-tune on Fashion-MNIST)
@@ -53,8 +60,7 @@ from benchmarks.scales import EVAL_SUBSETS, SCALES, TRACKS  # noqa: E402
 from benchmarks.specs import METHODS  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
 
-DEFAULT_WORK_DIRS = {'vit': 'work_dirs/benchmark', 'resnet': 'work_dirs/benchmark_resnet',
-                     'ablation': 'work_dirs/benchmark_ablation', 'seg': 'work_dirs/benchmark_seg'}
+from benchmarks.paths import DEFAULT_WORK_DIRS, RESULTS_DIR, default_work_dir  # noqa: E402
 # the seg track's flags that are its own; the others go to the pre-training command
 # (--pretrain-missing) when given
 PRETRAIN_FLAGS = ('seeds', 'seed', 'clock', 'min_cpu_share', 'budget_s', 'iters', 'eval',
@@ -73,8 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--scale', choices=SCALES, default='cpu-small')
     p.add_argument('--work-dir', default=None,
-                   help='default: work_dirs/benchmark, work_dirs/benchmark_resnet '
-                   '(--track resnet), work_dirs/benchmark_ablation (--ablate)')
+                   help=f'default (in the repository): {DEFAULT_WORK_DIRS["vit"]}, '
+                   f'{DEFAULT_WORK_DIRS["resnet"]} (--track resnet), '
+                   f'{DEFAULT_WORK_DIRS["ablation"]} (--ablate), {DEFAULT_WORK_DIRS["seg"]} '
+                   f'(--track seg), {DEFAULT_WORK_DIRS["vit_gpu"]} (--scale gpu)')
     p.add_argument('--track', choices=TRACKS + ('seg', ), default='vit',
                    help='cpu-small backbone: the tiny ViT or the demo ResNet-18 (w32); seg: '
                    'segmentation of the Fashion-MNIST scenes with the backbones those tracks '
@@ -141,7 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help='cpu-small: the whole suite in one command: the ViT table, the '
                    'ResNet track (both with --seeds, --budget-s) and the ablations '
                    '(--ablate-budget-s), into WORK_DIR/{vit,resnet,ablation} (default '
-                   'work_dirs/benchmark_suite)')
+                   f'{RESULTS_DIR}, the tracks\' own folders)')
     p.add_argument('--ablate-budget-s', type=float, default=480.,
                    help='--suite: pre-training budget of each ablation')
     p.add_argument('--report-only', action='store_true',
@@ -181,7 +189,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def options(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     d = SCALE_DEFAULTS[args.scale]
-    work_dir = args.work_dir or DEFAULT_WORK_DIRS['ablation' if args.ablate else args.track]
+    default = 'ablation' if args.ablate else 'vit_gpu' if args.scale == 'gpu' else args.track
+    work_dir = args.work_dir or default_work_dir(default)
     opts = dict(
         scale=args.scale, work_dir=work_dir, methods=args.methods, track=args.track,
         seeds=args.seeds, clock=args.clock, ablate=args.ablate,
@@ -235,7 +244,7 @@ def run_suite(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.scale != 'cpu-small' or args.ablate or args.methods != 'all':
         raise UserError('--suite runs every method of the cpu-small suite: drop --scale / '
                         '--ablate / --methods')
-    root = args.work_dir or 'work_dirs/benchmark_suite'
+    root = args.work_dir or osp.dirname(default_work_dir('vit'))
     parts = []
     for name, kw in (('vit', dict(track='vit')), ('resnet', dict(track='resnet')),
                      ('ablation', dict(track='vit', ablate='all', seeds=1,
@@ -282,7 +291,7 @@ def seg_options(args: argparse.Namespace, argv: list[str] | None = None) -> dict
         raise UserError('--track seg runs on the cpu-small tracks\' backbones: drop '
                         '--ablate / --suite / --scale')
     tracks = list(SEG_TRACKS) if args.from_track == 'all' else [args.from_track]
-    dirs = {t: DEFAULT_WORK_DIRS[t] for t in SEG_TRACKS}
+    dirs = {t: default_work_dir(t) for t in SEG_TRACKS}
     for item in args.pretrained_dir or []:
         track, sep, folder = item.partition('=')
         if not sep:
@@ -307,7 +316,7 @@ def seg_options(args: argparse.Namespace, argv: list[str] | None = None) -> dict
     from benchmarks.paths import REPO_ROOT
     data_root = args.data_root or osp.join(REPO_ROOT, 'data', 'fashion_mnist')
     return dict(
-        work_dir=osp.abspath(args.work_dir or DEFAULT_WORK_DIRS['seg']), tracks=tracks,
+        work_dir=osp.abspath(args.work_dir or default_work_dir('seg')), tracks=tracks,
         methods=args.methods, seeds=args.seeds, seed=args.seed, modes=[
             m for m in MODES if m in modes],
         pretrained_dirs={t: osp.abspath(d) for t, d in dirs.items()},

@@ -1,7 +1,8 @@
 """CPU step time of a base commit against this checkout, alternating runs.
 
     python tools/cpu_before_after.py BASE [--rounds 3] [--batch-size 8] [--iters 5]
-        [--demo-iters 100] [--out work_dirs/cpu_before_after] [--dry-run]
+        [--demo-iters 100] [--out work_dirs/cpu_before_after]
+        [--results benchmarks/results/speed/cpu_before_after.json] [--dry-run]
 
 ``BASE`` is checked out in a git worktree (``OUT/base``; the data and the demo
 tokenizer are linked from this checkout). Each round runs, for the base and then
@@ -15,7 +16,8 @@ for this checkout, with the same Python:
   ``time`` per iteration from the 50th on.
 
 Alternating puts any drift of the machine's speed on both sides alike. Run it
-alone on the machine. Writes ``OUT/results.json`` and prints a summary table.
+alone on the machine. ``OUT`` holds the runs and their logs; the figures go to
+``--results`` (JSON), and a summary table is printed.
 ``--dry-run`` checks the plan (the commit, the paths) and prints the commands.
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = 'configs/cim/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py'
 TOKENIZER = 'work_dirs/vqtokenizer_d4-v512_fashion-mnist-32px'
+RESULTS = 'benchmarks/results/speed/cpu_before_after.json'
 ITER_TIME = re.compile(r'Iter\(train\) \[\s*(\d+)/\d+\].*? time: ([0-9.]+)')
 
 
@@ -43,7 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--iters', type=int, default=5)
     p.add_argument('--demo-iters', type=int, default=100)
-    p.add_argument('--out', default=osp.join(ROOT, 'work_dirs', 'cpu_before_after'))
+    p.add_argument('--out', default=osp.join(ROOT, 'work_dirs', 'cpu_before_after'),
+                   help='scratch: the base worktree, the runs and their logs')
+    p.add_argument('--results', default=osp.join(ROOT, RESULTS),
+                   help=f'the JSON of the figures (default: {RESULTS})')
     p.add_argument('--dry-run', action='store_true')
     return p.parse_args(argv)
 
@@ -120,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         for side in ('base', 'after'):
             for name, cmd in commands(args, side, 1).items():
                 print(f'{side} {name}: {" ".join(cmd[1:])}')
-        print(f'base {commit[:9]} (worktree {osp.join(args.out, "base")}), after {head[:9]}')
+        print(f'base {commit[:9]} (worktree {osp.join(args.out, "base")}), after {head[:9]}; '
+              f'figures to {args.results}')
         return 0
     os.makedirs(args.out, exist_ok=True)
     dirs = dict(base=base_checkout(commit, args.out), after=ROOT)
@@ -139,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                   f'{fig["demo_s_per_iter"]:.3f} s/it ({time.perf_counter() - t0:.0f} s)')
     res = dict(base=commit, after=head, batch_size=args.batch_size, iters=args.iters,
                demo_iters=args.demo_iters, runs=runs, summary=summary(runs))
-    with open(osp.join(args.out, 'results.json'), 'w') as f:
+    os.makedirs(osp.dirname(osp.abspath(args.results)), exist_ok=True)
+    with open(args.results, 'w') as f:
         json.dump(res, f, indent=1)
     s = res['summary']
     for k in ('step_s', 'demo_s_per_iter'):

@@ -86,6 +86,33 @@ def test_metafile_lists_every_pretraining_config():
         assert m['Name'] == osp.splitext(osp.basename(m['Config']))[0]
 
 
+def test_readme_and_metafile_agree():
+    """configs/cim/README.md (mmpretrain's per-algorithm form) lists the metafile's
+    models, with their configs, none with a download the metafile does not have, and
+    cites the metafile's paper; the paper's ImageNet figures stay out of its tables."""
+    import re
+
+    import yaml
+    with open(osp.join(ROOT, 'configs/cim/metafile.yml')) as f:
+        meta = yaml.safe_load(f)
+    collection = meta['Collections'][0]
+    text = open(osp.join(ROOT, 'configs/cim', collection['README'])).read()
+    assert text.startswith('# CIM\n')
+    assert f'[{collection["Paper"]["Title"]}]({collection["Paper"]["URL"]})' in text
+    for section in ('## Abstract', '## How to use it?', '## Models and results', '## Citation'):
+        assert section in text, section
+    rows = {m.group(1): m.group(0) for m in re.finditer(r'^\| `([^`]+)` \|.*$', text, re.M)}
+    assert set(rows) == {m['Name'] for m in meta['Models']}
+    for m in meta['Models']:
+        row = rows[m['Name']]
+        assert f'[config]({osp.basename(m["Config"])})' in row, m['Name']
+        assert m['Weights'] is None and row.rstrip(' |').endswith(('N/A', 'N/A (CPU demo)'))
+        assert m['Metadata']['Objective'] in row
+    table_rows = [ln for ln in text.splitlines() if ln.startswith('|')]
+    paper = re.compile(r'(?<![\d.])(83\.3|80\.6)(?![\d])')
+    assert paper.search(text) and not [ln for ln in table_rows if paper.search(ln)]
+
+
 @pytest.mark.parametrize('path', CONFIGS, ids=[osp.basename(p) for p in CONFIGS])
 def test_pretraining_configs_carry_the_reliability_hooks(path):
     """NaN stop, RNG states for an exact --resume and the corruption pictures are

@@ -1,8 +1,8 @@
 """What the seg track's frozen ViT backbones hold per patch, without a trained head.
 
     python tools/analysis/seg_feature_probe.py --methods croco,mae,cim-revdet \
-        [--pretrained-dir work_dirs/benchmark] [--seed 0] [--scenes-root DIR] \
-        [--train 500] [--val 500] [--out docs/benchmark_cpu-small_seg/feature_probe.json]
+        [--pretrained-dir benchmarks/results/vit] [--seed 0] [--scenes-root DIR] \
+        [--train 500] [--val 500] [--out benchmarks/results/seg/feature_probe.json]
 
 For each pre-trained ViT backbone (``<dir>/<method>[_seed<k>]/backbone.pth``,
 built as the track's evaluation backbone at the scenes' size; ``random``: the
@@ -160,13 +160,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--methods', required=True,
                    help='comma-separated ViT-track methods (random: no weights)')
-    p.add_argument('--pretrained-dir', default='work_dirs/benchmark')
+    from benchmarks.paths import DEFAULT_WORK_DIRS, RESULTS_DIR
+    p.add_argument('--pretrained-dir', default=osp.join(ROOT, DEFAULT_WORK_DIRS['vit']),
+                   help='the ViT track\'s work dir, with <method>[_seed<k>]/backbone.pth '
+                   f'(default: {DEFAULT_WORK_DIRS["vit"]}, the track\'s own)')
     p.add_argument('--seed', type=int, default=0, help='which seed\'s pre-training run')
     p.add_argument('--scenes-root', default='data/fashion_mnist_scenes')
     p.add_argument('--train', type=int, default=500, help='training scenes for the probe')
     p.add_argument('--val', type=int, default=500, help='validation scenes scored')
     p.add_argument('--ridge', type=float, default=1e-3)
-    p.add_argument('--out', help='write the results here (JSON)')
+    p.add_argument('--out', default=osp.join(ROOT, RESULTS_DIR, 'seg', 'feature_probe.json'),
+                   help=f'the results (JSON; default: {RESULTS_DIR}/seg/feature_probe.json)')
     return p.parse_args(argv)
 
 

@@ -1,6 +1,7 @@
 """CroCo on a real stereo pair: complete one view from the other.
 
-    python tools/visualization/croco_stereo.py --out docs/croco_stereo.png \
+    python tools/visualization/croco_stereo.py \
+        [--out benchmarks/results/croco_stereo/croco_stereo.png] \
         [--steps 600] [--crop 64] [--patch 8] [--width 320] [--seed 0] [--pair-dir DIR]
 
 The pair is the Middlebury 2014 "motorcycle" pair that scikit-image ships in
@@ -58,6 +59,7 @@ from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
 
 CONFIG = 'configs/benchmarks_peers/croco_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py'
+OUT = 'benchmarks/results/croco_stereo/croco_stereo.png'
 WHEEL_DIR = osp.join(ROOT, 'work_dirs', 'stereo_pair')
 WHEEL_FILES = ('skimage/data/motorcycle_left.png', 'skimage/data/motorcycle_right.png')
 MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)  # ImageNet RGB, 0..255
@@ -69,7 +71,8 @@ HELD_OUT = 256
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--out', default=osp.join(ROOT, 'docs', 'croco_stereo.png'))
+    p.add_argument('--out', default=osp.join(ROOT, OUT),
+                   help=f'the picture; the figures go beside it, as .json (default: {OUT})')
     p.add_argument('--steps', type=int, default=600)
     p.add_argument('--crop', type=int, default=64)
     p.add_argument('--patch', type=int, default=8)
