@@ -19,11 +19,14 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
     packages=find_packages(include=['cim_mm', 'cim_mm.*']),
+    # mmcv 2.x is installed first (mmcv-lite is enough for pre-training); see runtime.txt
     install_requires=[
         'torch>=2.1',
         'torchvision>=0.16',
-        'mmcv>=2.0.0,<2.2.0',
     ] + read_requirements('runtime.txt'),
-    extras_require={'tests': read_requirements('tests.txt')},
+    extras_require={
+        'seg': read_requirements('seg.txt'),  # mmsegmentation: cim_mm.seg
+        'tests': read_requirements('tests.txt'),
+    },
     license='Apache-2.0',
 )

@@ -25,7 +25,7 @@ import torch
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
-import cim_mm  # noqa: F401  (registers FashionMNISTScenesDataset)
+import cim_mm.seg  # noqa: F401  (registers FashionMNISTScenesDataset in mmseg)
 from cim_mm.compat import apply_all
 from cim_mm.utils.warning_filters import filter_third_party_warnings
 

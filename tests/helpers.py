@@ -59,6 +59,20 @@ def load_tool(*parts: str) -> ModuleType:
     spec.loader.exec_module(mod)
     return mod
 
+def offline_tokenizer(cfg):
+    """``cfg`` (an mmengine ``Config`` of a CIM recipe) with its tokenizer built
+    without weights: the DALL-E paths and the VQ checkpoint dropped, random init
+    allowed. Returns ``cfg``."""
+    tok = cfg.model.tokenizer
+    if tok.type == 'DALLETokenizer':
+        tok.encoder_path = tok.decoder_path = None
+        tok.allow_random_init = True
+    elif 'checkpoint' in tok:
+        tok.checkpoint = None
+        tok.allow_random_init = True
+    return cfg
+
+
 def tiny_vit_cim_cfg(head: str = 'respix', img_size: int = 16, patch: int = 4,
                      tok_down: int = 2, vocab: int = 16) -> dict:
     """A CIM model config: 16 px images, 4x4 grid, toy tokenizer at 8 px."""

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# README command 1: set everything up and run the main job on an embedded default:
-# CIM-ResPix pre-training on real Fashion-MNIST, on CPU (about 8-10 minutes on 2 cores).
+# README command 1: set up what pre-training needs and run the main job on an embedded
+# default: CIM-ResPix pre-training on real Fashion-MNIST, on CPU (about 8-10 minutes on
+# 2 cores).
 #
 #   bash tools/run_demo.sh [CIM_CONFIG] [extra tools/train.py args...]
+#
+# The set-up is tools/setup_env.sh --light (no mmcv ops build, no mmsegmentation; a
+# venv that has the whole stack is used as it is). $CIM_MM_VENV: the venv to use.
 #
 # Leaves in work_dirs/<config name>/: checkpoints (iter_*.pth), the log
 # (<timestamp>/<timestamp>.log + vis_data/scalars.json) and the corruption /
@@ -17,10 +21,11 @@ NAME="$(basename "$CONFIG" .py)"
 WORK_DIR="work_dirs/$NAME"
 TOK_CONFIG=configs/tokenizers/vqtokenizer_d4-v512_fashion-mnist-32px.py
 TOK_DIR=work_dirs/vqtokenizer_d4-v512_fashion-mnist-32px
-PY="$ROOT/.venv/bin/python"
+PY="${CIM_MM_VENV:-$ROOT/.venv}/bin/python"
 
 start=$(date +%s)
-bash tools/setup_env.sh
+bash tools/setup_env.sh --light
+echo "[demo] set up in $(($(date +%s) - start)) s" >&2
 bash tools/prepare_fashion_mnist.sh
 
 if [ ! -s "$TOK_DIR/tokenizer.pth" ]; then

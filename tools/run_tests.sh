@@ -3,7 +3,7 @@
 #   bash tools/run_tests.sh [pytest args...]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$ROOT/tools/setup_env.sh"
+bash "$ROOT/tools/setup_env.sh" --full
 cd "$ROOT"
 export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES-}"
 set +e

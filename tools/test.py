@@ -31,6 +31,7 @@ import cim_mm  # noqa: E402,F401  (registers the CIM modules)
 from cim_mm.compat import apply_all  # noqa: E402
 from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
+from cim_mm.utils.seg_extra import load_config  # noqa: E402
 from cim_mm.utils.safe_checkpoint import safe_load  # noqa: E402
 from cim_mm.utils.warning_filters import filter_third_party_warnings  # noqa: E402
 
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
             if not osp.isfile(path):
                 raise FileNotFoundError(f'{what} file {path} does not exist')
-        cfg = Config.fromfile(args.config)
+        cfg = load_config(args.config)
         if args.cfg_options is not None:
             cfg.merge_from_dict(args.cfg_options)
         cfg.launcher = args.launcher

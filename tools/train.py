@@ -29,6 +29,7 @@ from cim_mm.utils.cli import user_errors_as_one_line  # noqa: E402
 from cim_mm.utils.config_check import check_config  # noqa: E402
 from cim_mm.utils.cpu_threads import set_cpu_threads  # noqa: E402
 from cim_mm.utils.errors import UserError  # noqa: E402
+from cim_mm.utils.seg_extra import load_config  # noqa: E402
 from cim_mm.utils.resume import corrupt_resume_error  # noqa: E402
 from cim_mm.utils.safe_checkpoint import CheckpointCorruptError  # noqa: E402
 
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors_as_one_line('train.py'):
         if not osp.isfile(args.config):
             raise FileNotFoundError(f'config file {args.config} does not exist')
-        cfg = merge_args(Config.fromfile(args.config), args)
+        cfg = merge_args(load_config(args.config), args)
         set_cpu_threads(cfg.get('train_dataloader', {}).get('num_workers', 0),
                         args.cpu_threads)
         check_config(cfg)  # mask / grid / image-size mismatches: one line, before building

@@ -13,7 +13,7 @@ key and shape by shape, against a freshly built target:
   ``VisionTransformer`` load their ``Pretrained`` file themselves and ignore
   ``prefix``), for ``MAE``/``BEiT``/``VisionTransformer``/``ResNet``/``ResNetV1c``/
   ``ResNetV1d``; an ``mmpretrain.*`` backbone inside an mmseg config gets the
-  mmpretrain layout;
+  mmpretrain layout (the ``seg`` extra: mmsegmentation, mmcv with compiled ops);
 * ``timm``: a plain state dict in timm's ``vit_*``/``beit_*``/``resnet*`` naming.
 
 The conversion is made of exact renames plus a few transforms that keep the

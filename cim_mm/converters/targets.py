@@ -16,11 +16,11 @@ from typing import Callable, Optional
 
 import mmpretrain.models  # noqa: F401  (registers mmpretrain's models)
 import torch
-from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
 from ..utils.safe_checkpoint import safe_load
+from ..utils.seg_extra import load_config, require_seg_stack
 from .presets import ARCH_PRESETS, preset_cfg
 from .report import ConversionError
 from .source import is_resnet, is_vit, resnet_spec, vit_spec
@@ -54,7 +54,8 @@ def _scope(scope: str):
 
 def _registry(kind: str):
     if kind == 'mmseg':
-        # mmseg only for mmseg targets: importing it builds mmcv's compiled ops
+        # mmseg only for mmseg targets: it needs mmcv's compiled ops (the seg extra)
+        require_seg_stack('an mmseg target')
         import mmseg.models  # noqa: F401  (registers mmseg's models)
         from mmseg.registry import MODELS
     else:
@@ -159,7 +160,7 @@ def build_target(kind: Optional[str], enhancer: dict, target_config: Optional[st
     if target_config is not None:
         if not osp.isfile(target_config):
             raise FileNotFoundError(f'target config {target_config} does not exist')
-        cfg = Config.fromfile(target_config)
+        cfg = load_config(target_config)
         scope = cfg.get('default_scope', 'mmpretrain')
         kind = kind or ('mmseg' if scope == 'mmseg' else 'mmpretrain')
         if kind == 'timm':

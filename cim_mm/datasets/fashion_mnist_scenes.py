@@ -1,5 +1,7 @@
 """Fashion-MNIST scenes (``tools/dataset_converters/fashion_mnist_scenes.py``)
-as an mmseg dataset: ADE20K's folder layout, 11 classes with background."""
+as an mmseg dataset: ADE20K's folder layout, 11 classes with background.
+
+Imported (and so registered) by :mod:`cim_mm.seg` only: it needs mmseg."""
 from __future__ import annotations
 
 from typing import Any

@@ -17,7 +17,7 @@ from mmengine.config import Config
 
 from helpers import load_tool, write_fashion_mnist, write_idx_split
 from cim_mm.converters import convert_checkpoint
-from cim_mm.datasets import FashionMNISTScenesDataset
+from cim_mm.seg import FashionMNISTScenesDataset
 from cim_mm.utils import atomic_torch_save, safe_load
 from mmpretrain.registry import MODELS as PRE_MODELS
 

@@ -10,24 +10,15 @@ import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
+from helpers import offline_tokenizer
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs/cim/*.py')))
 
 
-def _offline(cfg: Config) -> Config:
-    tok = cfg.model.tokenizer
-    if tok.type == 'DALLETokenizer':
-        tok.encoder_path = tok.decoder_path = None
-        tok.allow_random_init = True
-    elif 'checkpoint' in tok:
-        tok.checkpoint = None
-        tok.allow_random_init = True
-    return cfg
-
-
 @pytest.mark.parametrize('path', CONFIGS, ids=[osp.basename(p) for p in CONFIGS])
 def test_config_builds(path):
-    cfg = _offline(Config.fromfile(path))
+    cfg = offline_tokenizer(Config.fromfile(path))
     if 'resnet' in osp.basename(path):  # mmpretrain's ResNet calls .item() at build
         model = MODELS.build(cfg.model)
     else:

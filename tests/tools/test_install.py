@@ -71,6 +71,18 @@ def test_wheel_ships_the_plugin_only_and_works_outside_the_checkout(tmp_path):
     packages = {n.split('/')[0] for n in names if not n.split('/')[0].endswith('.dist-info')}
     assert packages == {'cim_mm'}, packages
     assert any(n.startswith('cim_mm/compat/') for n in names)
+    # pre-training needs no mmseg (an extra) and takes any mmcv 2.1 (mmcv-lite too: not a
+    # pip requirement, or pip would start mmcv's source build beside mmcv-lite)
+    metadata, = [n for n in names if n.endswith('.dist-info/METADATA')]
+    requires = [ln.split(':', 1)[1].strip() for ln in
+                zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
+                if ln.startswith('Requires-Dist:')]
+    plain = {r.split(';')[0].split('<')[0].split('>')[0].split('=')[0].strip()
+             for r in requires if 'extra ==' not in r}
+    assert {'torch', 'mmengine', 'mmpretrain', 'timm'} <= plain
+    assert not plain & {'mmsegmentation', 'mmcv', 'mmcv-lite', 'ftfy', 'regex'}, plain
+    seg = [r for r in requires if 'extra == "seg"' in r]
+    assert any(r.startswith('mmsegmentation') for r in seg), requires
     target = tmp_path / 'site'
     subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
                     '--target', str(target), wheel], check=True, capture_output=True)

@@ -19,6 +19,7 @@ ALLOWED = {
     'converters': {'utils', 'compat'},
     'visualization': {'utils', 'models'},
     'engine': {'utils', 'datasets', 'models', 'visualization'},
+    'seg': {'utils', 'datasets'},  # the seg extra's entry point (mmseg's side)
 }
 
 

@@ -17,7 +17,7 @@ only items of its test split. The same ``--seed`` writes the same files.
     python tools/dataset_converters/fashion_mnist_scenes.py data/fashion_mnist \\
         data/fashion_mnist_scenes
 
-Read with ``FashionMNISTScenesDataset`` (``cim_mm.datasets``).
+Read with ``FashionMNISTScenesDataset`` (registered by ``cim_mm.seg``).
 """
 from __future__ import annotations
 

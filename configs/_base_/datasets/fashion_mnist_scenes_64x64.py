@@ -1,7 +1,7 @@
 # Fashion-MNIST scenes (mmseg): 64x64 canvases of 1-4 pasted items, 11 classes incl. background.
 # Written by tools/dataset_converters/fashion_mnist_scenes.py in ADE20K's layout; the
 # pipelines are mmseg's ADE20K ones (configs/_base_/datasets/ade20k.py) at 64 px.
-dataset_type = 'FashionMNISTScenesDataset'  # cim_mm.datasets, registered in mmseg
+dataset_type = 'FashionMNISTScenesDataset'  # registered in mmseg by cim_mm.seg (custom_imports)
 data_root = 'data/fashion_mnist_scenes'  # the converter's default OUT in its docstring
 crop_size = (64, 64)  # the canvas side the converter writes by default
 num_classes = 11  # background + the 10 Fashion-MNIST classes

@@ -12,7 +12,8 @@
 #   python tools/model_converters/cim_to_downstream.py CIM_CKPT.pth \
 #       work_dirs/cim_resnet50_mmseg.pth --target-config THIS_CONFIG
 _base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable'], allow_failed_imports=False)
+custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable', 'cim_mm.seg'],
+                      allow_failed_imports=False)
 
 pretrained = 'work_dirs/cim_resnet50_mmseg.pth'  # converted CIM enhancer
 data_root = 'data/ade/ADEChallengeData2016'

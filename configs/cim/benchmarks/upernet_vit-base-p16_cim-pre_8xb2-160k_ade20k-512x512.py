@@ -30,7 +30,8 @@
 # Runs with mmseg's tools/train.py and with ours (tools/train.py); custom_imports
 # brings cim_mm's checkpoint safety (torch >= 2.6) and the SciPy interp2d fix.
 _base_ = 'mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable'], allow_failed_imports=False)
+custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable', 'cim_mm.seg'],
+                      allow_failed_imports=False)
 
 pretrained = 'work_dirs/cim_vit-base-p16_mmseg.pth'  # converted CIM enhancer
 data_root = 'data/ade/ADEChallengeData2016'

@@ -26,7 +26,8 @@ _base_ = [
     '../../_base_/datasets/fashion_mnist_scenes_64x64.py',
     'mmseg::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable'], allow_failed_imports=False)
+custom_imports = dict(imports=['cim_mm', 'cim_mm.compat.enable', 'cim_mm.seg'],
+                      allow_failed_imports=False)
 default_scope = 'mmseg'
 
 # the converted CIM enhancer (commands above)
