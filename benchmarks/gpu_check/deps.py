@@ -77,6 +77,20 @@ def _keep(rel: str) -> bool:
         ('.pyc', '.so', '.pyd')) or parts[0] in ('yapftests', 'tests'))
 
 
+# a distribution that may be installed under another name (mmcv without its
+# compiled ops is the ``mmcv-lite`` distribution: the same ``mmcv`` package)
+ALIASES = {'mmcv': ('mmcv', 'mmcv-lite')}
+
+
+def _distribution(name: str) -> md.Distribution:
+    for candidate in ALIASES.get(name, (name, )):
+        try:
+            return md.distribution(candidate)
+        except md.PackageNotFoundError:
+            continue
+    raise md.PackageNotFoundError(name)
+
+
 def pack(dest: str) -> dict:
     """Copy the Python files of :data:`DISTRIBUTIONS` to ``dest/site``.
 
@@ -87,7 +101,7 @@ def pack(dest: str) -> dict:
         shutil.rmtree(site)
     versions = {}
     for name in DISTRIBUTIONS:
-        dist = md.distribution(name)
+        dist = _distribution(name)
         versions[name] = dist.version
         for f in dist.files or ():
             rel = str(f).replace(os.sep, '/')

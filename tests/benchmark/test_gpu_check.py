@@ -18,10 +18,28 @@ from benchmarks.gpu_check.settings import LARGE_BATCH_METHODS, METHODS
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def without_seg_stack_env(folder: Path) -> dict:
+    """An environment whose Pythons (the check and its tools/train.py runs) find no
+    mmseg and no mmcv.ops, as on a bare GPU machine: a ``sitecustomize`` that
+    imports ``tests/tools/no_seg_stack.py`` first."""
+    (folder / 'sitecustomize.py').write_text(
+        'import sys\n'
+        f'sys.path.insert(0, {str(ROOT / "tests" / "tools")!r})\n'
+        'import no_seg_stack  # noqa: F401,E402\n'
+        'sys.path.pop(0)\n')
+    old = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), *old]))
+
+
 @pytest.fixture(scope='module')
 def dry_run(tmp_path_factory) -> tuple[dict, str, subprocess.CompletedProcess]:
+    """The dry run as on a bare GPU machine: without mmseg and mmcv's compiled ops."""
     out = tmp_path_factory.mktemp('gpu_check')
-    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')
+    env = dict(without_seg_stack_env(tmp_path_factory.mktemp('no_seg')), PYTHON=sys.executable,
+               OMP_NUM_THREADS='1')
+    probe = subprocess.run([sys.executable, '-c', 'import mmseg'], env=env, capture_output=True,
+                           text=True)
+    assert probe.returncode != 0 and 'mmseg' in probe.stderr  # the blocker is on
     proc = subprocess.run(['bash', str(ROOT / 'tools' / 'gpu_check.sh'), '--dry-run',
                            '--out', str(out)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=240)
@@ -350,3 +368,21 @@ def test_a_regression_is_refused_in_results_and_exit_status(tmp_path, monkeypatc
                                        target_mfu=0.4, large_batch=256),
                          regressions=['cim-respix: slower'], status='REGRESSION (1)'))
     assert '## REGRESSION' in md and '- cim-respix: slower' in md
+
+
+def test_pack_deps_takes_mmcv_lite_for_mmcv(monkeypatch):
+    """A light venv has mmcv as the ``mmcv-lite`` distribution: packed all the same."""
+    import importlib.metadata as md
+
+    from benchmarks.gpu_check import deps
+    real = md.distribution
+
+    def only_lite(name):
+        if name == 'mmcv':
+            raise md.PackageNotFoundError(name)
+        return real('mmcv' if name == 'mmcv-lite' else name)
+
+    monkeypatch.setattr(deps.md, 'distribution', only_lite)
+    assert deps._distribution('mmcv').metadata['Name'] == real('mmcv').metadata['Name']
+    with pytest.raises(md.PackageNotFoundError):
+        deps._distribution('no-such-distribution')
