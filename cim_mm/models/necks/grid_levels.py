@@ -130,20 +130,21 @@ def grid_from_levels(last: Sequence[int], out_size: Optional[Pair],
 
 def _reach(size: Pair, grid: Pair, max_upsample: int) -> Optional[str]:
     """Why a ``size`` map cannot reach ``grid`` (None: it can)."""
+    g = f'the {_fmt(grid)} token grid'
     if size == grid:
         return None
     if size[0] >= grid[0] and size[1] >= grid[1]:
         if size[0] % grid[0] == 0 and size[1] % grid[1] == 0:
             return None
-        return 'is not an integer multiple of it'
+        return f'is not an integer multiple of {g}'
     if size[0] <= grid[0] and size[1] <= grid[1]:
         if grid[0] % size[0] or grid[1] % size[1]:
-            return 'is not an integer fraction of it'
+            return f'does not divide {g}'
         up = max(grid[0] // size[0], grid[1] // size[1])
         if up <= max_upsample:
             return None
-        return f'is {up}x coarser (the neck upsamples at most x{max_upsample})'
-    return 'is finer in one direction and coarser in the other'
+        return f'is {up}x coarser than {g} (the neck upsamples at most x{max_upsample})'
+    return f'is finer than {g} in one direction and coarser in the other'
 
 
 def check_levels(levels: list[tuple[int, tuple[int, ...]]], grid: Pair, max_upsample: int,
@@ -164,7 +165,7 @@ def check_levels(levels: list[tuple[int, tuple[int, ...]]], grid: Pair, max_upsa
         if img_size is not None and img_size[0] % grid[0] == 0:
             patch = f' / patch size {img_size[0] // grid[0]}'
         raise UserError(
-            f'backbone output {i} is {_fmt(size)}{where}, which {why} the {_fmt(grid)} '
-            f'token grid: drop it from backbone.out_indices, or change the image size'
+            f'backbone output {i} is {_fmt(size)}{where}, which {why}: drop it from '
+            f'backbone.out_indices, or change the image size'
             f'{" " + _fmt(img_size) if img_size else ""}{patch} so that the level\'s stride '
             f'divides the patch size or is at most {max_upsample}x it')

@@ -6,9 +6,9 @@
 # 90 epochs, 10 warm-up, cosine, no weight decay. mmpretrain has no ConvNeXt linear
 # protocol and SparK reports none; the BatchNorm neck makes the probe independent of the
 # feature scale, which differs between families. The feature: the global average of
-# stage 3 through the enhancer's `norm3` (ConvNeXt's classifier feature); `norm3` is left
-# trainable by ConvNeXt's `frozen_stages`, but the affine-free BatchNorm after it cancels
-# its per-channel scale and shift (it gets no gradient): the probe stays linear.
+# stage 3 through the enhancer's `norm3` (ConvNeXt's classifier feature). ConvNeXt's
+# `frozen_stages` leaves its output norm trainable: its lr is 0 here, so nothing but the
+# classifier (and the BatchNorm statistics) changes.
 #   python tools/model_converters/cim_to_downstream.py CIM_CKPT.pth \
 #       work_dirs/cim_convnext-tiny_mmpretrain-linear.pth --target-config THIS_CONFIG
 _base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
@@ -31,3 +31,5 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     neck=dict(type='ClsBatchNormNeck', input_features=768),
     head=dict(type='VisionTransformerClsHead', num_classes=1000, in_channels=768))
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={'backbone.norm3': dict(lr_mult=0.0, decay_mult=0.0)}))

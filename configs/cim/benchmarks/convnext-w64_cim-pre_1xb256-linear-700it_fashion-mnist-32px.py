@@ -3,7 +3,8 @@
 # The ViT demo's linear probe (./vit-tiny-p4_cim-pre_1xb256-linear-700it_fashion-mnist-
 # 32px.py: frozen backbone, BatchNorm without affine, linear classifier, SGD lr 0.1,
 # batch 256, 700 iterations, cosine) on ConvNeXt's classifier feature (stage 2 pooled,
-# then the enhancer's norm2, whose affine the BatchNorm cancels).
+# then the enhancer's norm2; ConvNeXt's `frozen_stages` leaves that norm trainable: its lr
+# is 0 here, so nothing but the classifier changes).
 #
 #   python tools/model_converters/cim_to_downstream.py \
 #       work_dirs/cim-respix_convnext-w64_1xb64-500it_fashion-mnist-32px/iter_500.pth \
@@ -25,3 +26,5 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     neck=dict(input_features=256),
     head=dict(in_channels=256))
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={'backbone.norm2': dict(lr_mult=0.0, decay_mult=0.0)}))
