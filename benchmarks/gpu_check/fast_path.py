@@ -76,11 +76,12 @@ def gpu_switches(speed: dict, model: Optional[dict] = None) -> dict[str, bool]:
                compile_tokenizer=bool(hook and hook.get('compile_tokenizer', False)),
                cudnn_benchmark=speed['cudnn_benchmark'])
     for name, (on, _) in MODEL_SWITCHES.items():
-        out[name] = model is not None and all(_get(model, k) == v for k, v in on.items())
+        out[name] = model is not None and all(get_dotted(model, k) == v for k, v in on.items())
     return out
 
 
-def _get(d: dict, dotted: str) -> Any:
+def get_dotted(d: dict, dotted: str) -> Any:
+    """``d['a']['b']`` for ``'a.b'`` (None where a key is missing)."""
     for k in dotted.split('.'):
         if not isinstance(d, dict) or k not in d:
             return None

@@ -103,16 +103,9 @@ def _shrink(scale) -> None:
     scale.vocab_size = TOY_DALLE['vocab_size']
     scale.beit_mask = dict(TOY_MASK)
     scale.mae_decoder = dict(decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
-    for model in scale.cim_models.values():
-        model['backbone'].update(arch=dict(TOY_VIT), img_size=TOY_IMG)
-        model['head']['in_channels'] = TOY_VIT['embed_dims']
-        model['tokenizer'] = copy.deepcopy(scale.tokenizer)
-        model['data_preprocessor']['tokenizer_img_size'] = TOY_TOK_IMG
-        gen = model['generator']
-        gen['vocab_size'] = TOY_DALLE['vocab_size']
-        if gen.get('num_masked') is not None:  # = the toy mask's exact count
-            gen['num_masked'] = TOY_MASK['num_masking_patches']
-        gen['backbone'].update(arch=dict(TOY_GENERATOR), img_size=TOY_TOK_IMG)
+    for name, model in scale.cim_models.items():
+        scale.cim_models[name] = toy_recipe_model(
+            dict(model, tokenizer=copy.deepcopy(scale.tokenizer)))
 
 
 def speed_recipe(scale, method: str) -> str:

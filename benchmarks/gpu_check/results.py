@@ -15,6 +15,7 @@ from typing import Any, Optional
 from ..io import write_json
 from ..paths import REPO_ROOT
 from .fast_path import GPU_SWITCHES
+from .fast_path import get_dotted as get
 from .regressions import reference_row
 from .settings import LARGE_BATCH_METHODS, METHODS, SWITCH_METHODS
 
@@ -56,14 +57,6 @@ def before_row(path: str = BEFORE) -> Optional[dict]:
                 cim_over_beit=_ratio(cim, beit, 'step_s'),
                 loader_img_per_s=ld.get('img_per_s'), loader_workers=ld.get('num_workers'),
                 source=osp.relpath(path, REPO_ROOT))
-
-
-def get(d: dict, dotted: str) -> Any:
-    for k in dotted.split('.'):
-        if not isinstance(d, dict) or k not in d:
-            return None
-        d = d[k]
-    return d
 
 
 def required_fields(results: dict) -> list[str]:
