@@ -29,14 +29,21 @@ fix 3 only on CPU tensors, where torch would raise; fix 4 rides on fix 1:
    a rank that finishes while rank 0 is still saving its checkpoint, and
    torchrun then kills rank 0 mid-save. Without CUDA, once ``init_dist`` has
    made the group, an ``atexit`` handler destroys it while the interpreter is
-   still whole (before finalization; ``destroy_process_group`` waits for the
-   group's queued work and joins its threads).
+   still whole (before finalization), then collects garbage, so that the
+   group's last reference goes and its destructor joins its threads.
+   Destroying alone is not enough: a finished Runner is a reference cycle that
+   holds the DDP wrapper, hence the group, until the finalization's own
+   collection; and ``torch.distributed.nn.functional``, which DDP imports,
+   binds ``group.WORLD`` as default arguments at import time, so imported
+   after the group exists it would hold the group for ever. The fix imports it
+   before the group is made, where those defaults are ``None``.
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
 import functools
+import gc
 from typing import Any, Callable, Iterator, Optional
 
 import torch
@@ -84,6 +91,7 @@ def _cpu_safe_init(fn: Callable[..., None]) -> Callable[..., None]:
     def init(backend: str = 'nccl', *args: Any, **kwargs: Any) -> None:
         if not _cuda_absent():
             return fn(backend, *args, **kwargs)
+        _bind_world_defaults_before_init()
         with _cuda_set_device_skipped():
             fn(_cpu_backend(backend), *args, **kwargs)
         _destroy_at_exit()
@@ -92,11 +100,22 @@ def _cpu_safe_init(fn: Callable[..., None]) -> Callable[..., None]:
     return init
 
 
+def _bind_world_defaults_before_init() -> None:
+    """Import ``torch.distributed.nn.functional`` while no group exists: its
+    functions' ``group=group.WORLD`` defaults then hold ``None``, not a
+    reference that would outlive :func:`_destroy_process_group`."""
+    if not torch_dist.is_initialized():
+        import torch.distributed.nn.functional  # noqa: F401
+
+
 def _destroy_process_group() -> None:
-    """Destroy the default process group if one is still up (the ``atexit``
-    handler of fix 4; a no-op when the program destroyed it itself)."""
+    """Destroy the default process group if one is still up, then collect the
+    garbage (finished runners, DDP wrappers) that still references it, so its
+    C++ destructor joins the group's threads now (the ``atexit`` handler of
+    fix 4; a no-op when the program destroyed it itself)."""
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+        gc.collect()
 
 
 def _destroy_at_exit() -> None:

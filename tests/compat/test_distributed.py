@@ -275,23 +275,38 @@ def test_init_wrapper_changes_nothing_with_cuda(monkeypatch, cuda):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path of the fix')
 def test_process_group_is_destroyed_before_interpreter_finalization(tmp_path):
     """mmengine never destroys the gloo group it makes; one left to the
-    interpreter's finalization can SIGABRT a rank at exit. After mmengine's
-    init_dist (fixed) the group is gone by the time the atexit handlers
-    registered before it run (atexit runs last-registered first), i.e. while
-    the interpreter is still whole."""
+    interpreter's finalization can SIGABRT a rank at exit (a gloo thread that
+    drops a tensor then needs the GIL). After mmengine's init_dist (fixed) and a
+    DDP step whose wrapper is left in a reference cycle (as a finished Runner
+    is), the group is gone and its threads joined by
+    the time the atexit handlers registered before init_dist run (atexit runs
+    last-registered first), i.e. while the interpreter is still whole."""
     script = tmp_path / 'probe.py'
     script.write_text(textwrap.dedent('''\
-        import atexit, sys
+        import atexit, os, sys
+        import torch
         import torch.distributed as dist
         from cim_mm.compat import apply_all
         apply_all()
+        def threads():  # native threads too: /proc names them
+            return sorted(open(f'/proc/self/task/{t}/comm').read().strip()
+                          for t in os.listdir('/proc/self/task'))
         def probe():
-            sys.stdout.write(f'at exit: initialized={dist.is_initialized()}\\n')
+            gloo = [t for t in threads() if 'gloo' in t]
+            sys.stdout.write(f'at exit: initialized={dist.is_initialized()} gloo={gloo}\\n')
         atexit.register(probe)  # before init_dist: runs after its handler
         from mmengine.dist import init_dist
-        init_dist('pytorch', backend='nccl')
-        dist.all_reduce(__import__('torch').ones(2))
-        print(f'trained: initialized={dist.is_initialized()}')
+        from mmengine.model import MMDistributedDataParallel
+        def train():  # as tools/train.py: the runner's model is local
+            init_dist('pytorch', backend='nccl')
+            ddp = MMDistributedDataParallel(torch.nn.Linear(2, 2), device_ids=[0])
+            ddp(torch.ones(1, 2)).sum().backward()
+            dist.all_reduce(torch.ones(2))
+            runner = dict(model=ddp)
+            runner['self'] = runner  # a reference cycle, as mmengine's Runner
+        train()
+        print(f'trained: initialized={dist.is_initialized()} '
+              f'gloo={any("gloo" in t for t in threads())}')
     '''))
     env = dict(child_env(), MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()),
                RANK='0', LOCAL_RANK='0', WORLD_SIZE='1')
@@ -299,7 +314,8 @@ def test_process_group_is_destroyed_before_interpreter_finalization(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [ln for ln in proc.stdout.splitlines() if 'initialized=' in ln]
-    assert lines == ['trained: initialized=True', 'at exit: initialized=False'], proc.stdout
+    assert lines == ['trained: initialized=True gloo=True',
+                     'at exit: initialized=False gloo=[]'], proc.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path of the fix')
