@@ -5,7 +5,8 @@ is installed; each has ``needed()``, ``applied()`` and ``apply()``:
 
 =================  ==========================================================
 ``checkpoint``     torch >= 2.6 ``weights_only`` vs mmengine 0.10 checkpoints:
-                   allow-listed safe loading, atomic saving
+                   allow-listed safe loading, atomic saving, a failed
+                   save ends every rank with rank 0's line
 ``interp2d``       SciPy >= 1.14 removed ``interp2d`` (BEiT relative position
                    bias resizing in mmpretrain / mmseg): an exact torch shim
 ``dist``           mmengine 0.10 distributed training without CUDA: gloo,

@@ -7,16 +7,21 @@ torch >= 2.6 loads with ``weights_only=True`` by default, so mmengine 0.10.7's
 routes mmengine's local loading through :func:`cim_mm.utils.safe_load`
 (``weights_only=True`` and a short allow-list: safety stays on) and its saving
 through :func:`cim_mm.utils.atomic_torch_save` (a kill during a save keeps the
-previous checkpoint).
+previous checkpoint; a failed write is one line naming the intact checkpoint).
+``Runner.save_checkpoint`` goes through :func:`cim_mm.utils.agreed_save.agreed_save`,
+so that in a multi-process run every rank stops with rank 0's line when its
+write fails (one int64 broadcast per save).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
 from mmengine.runner import checkpoint as mm_ckpt
 from mmengine.runner import runner as mm_runner
 
+from ..utils.agreed_save import agreed_save
 from ..utils.safe_checkpoint import atomic_torch_save, safe_load
 from .versions import version_at_least
 
@@ -39,6 +44,19 @@ def _make_atomic_save(original: Callable) -> Callable:
     return save_checkpoint
 
 
+def _make_agreed_runner_save(original: Callable) -> Callable:
+    """``Runner.save_checkpoint`` (``master_only``, called on every rank), then
+    every rank ends as rank 0's save did."""
+
+    @functools.wraps(original)
+    def save_checkpoint(self: Any, out_dir: str, filename: str, *args: Any,
+                        **kwargs: Any) -> None:
+        agreed_save(lambda: original(self, out_dir, filename, *args, **kwargs), filename)
+
+    setattr(save_checkpoint, _PATCHED, True)
+    return save_checkpoint
+
+
 def needed() -> bool:
     """torch >= 2.6 loads with ``weights_only=True`` by default, which mmengine
     0.10's loader does not allow-list for its own checkpoints."""
@@ -50,8 +68,9 @@ def applied() -> bool:
 
 
 def apply() -> None:
-    """Route mmengine's local checkpoint loading through :func:`safe_load` and
-    its saving through :func:`atomic_torch_save`. Idempotent."""
+    """Route mmengine's local checkpoint loading through :func:`safe_load`, its
+    saving through :func:`atomic_torch_save`, and its runner's saves through
+    :func:`agreed_save`. Idempotent."""
     if applied():
         return
 
@@ -62,3 +81,5 @@ def apply() -> None:
     atomic = _make_atomic_save(mm_ckpt.save_checkpoint)
     mm_ckpt.save_checkpoint = atomic
     mm_runner.save_checkpoint = atomic
+    mm_runner.Runner.save_checkpoint = _make_agreed_runner_save(
+        mm_runner.Runner.save_checkpoint)

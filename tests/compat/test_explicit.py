@@ -11,6 +11,7 @@ from helpers import REPO_ROOT
 PATCHED = [
     'mmengine.runner.checkpoint:save_checkpoint',
     'mmengine.runner.runner:save_checkpoint',
+    'mmengine.runner.runner:Runner.save_checkpoint',
     'mmengine.dist.utils:_init_dist_pytorch',
     'mmengine.dist.utils:_init_dist_slurm',
     'mmengine.dist.utils:_init_dist_mpi',
@@ -61,11 +62,11 @@ def test_bare_import_patches_nothing_and_enable_patches_what_is_needed():
     assert res['missing'] == []
     expected = set()
     if compat.checkpoint.needed():
-        expected |= {PATCHED[0], PATCHED[1], 'local loader'}
+        expected |= {PATCHED[0], PATCHED[1], PATCHED[2], 'local loader'}
     if compat.dist.needed():
-        expected |= set(PATCHED[2:8])
+        expected |= set(PATCHED[3:9])
     if compat.interp2d.needed():
-        expected.add(PATCHED[8])
+        expected.add(PATCHED[9])
     assert expected, 'this stack needs at least one fix (torch >= 2.6)'
     assert set(res['enable_changed']) == expected
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 import uuid
@@ -120,6 +121,129 @@ def test_full_disk_is_one_line_naming_the_file_the_intact_checkpoint_and_resume(
     assert safe_load(intact)['meta']['iter'] == 2
     assert not osp.exists(new)
     assert [f for f in os.listdir(work) if f.endswith('.tmp')] == []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def train_two_processes(cfg: str, work: str, disk_full_at: str) -> list[tuple[int, str]]:
+    """``tools/train.py --launcher pytorch`` as 2 CPU processes (gloo), started as
+    torchrun starts them; ``[(exit code, stderr)]`` per rank."""
+    port = str(free_port())
+    procs = []
+    for rank in range(2):
+        env = {k: v for k, v in os.environ.items() if k != 'CIM_MM_DEBUG'}
+        env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1', CIM_MM_TEST_DISK_FULL=disk_full_at,
+                   PYTHONPATH=os.pathsep.join([ROOT, TESTS_DIR, TOOLS_DIR]),
+                   RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2', LOCAL_WORLD_SIZE='2',
+                   MASTER_ADDR='127.0.0.1', MASTER_PORT=port)
+        procs.append(subprocess.Popen(
+            [sys.executable, 'tools/train.py', cfg, '--work-dir', work, '--launcher', 'pytorch'],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for proc in procs:
+        try:
+            _, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        results.append((proc.returncode, err))
+    return results
+
+
+def test_full_disk_on_rank0_stops_every_rank_with_the_same_line(tmp_path, data):
+    """Rank 0 can not write iter_4.pth of a 6-iteration run: rank 1 does not run
+    on into gloo's 'Connection closed by peer', both print rank 0's line."""
+    cfg = write_config(str(tmp_path / 'tiny.py'), data, max_iters=6)
+    c = Config.fromfile(cfg)
+    c.env_cfg = dict(dist_cfg=dict(backend='gloo'))
+    c.dump(cfg)
+    work = str(tmp_path / 'work')
+    results = train_two_processes(cfg, work, disk_full_at='iter_4.pth')
+    lines = []
+    for rank, (code, err) in enumerate(results):
+        assert code == 1, f'rank {rank}: {err[-3000:]}'
+        assert 'Traceback' not in err and 'gloo' not in err, f'rank {rank}: {err[-3000:]}'
+        kept = error_lines(subprocess.CompletedProcess([], code, '', err))
+        assert len(kept) == 1, f'rank {rank}: {err[-3000:]}'
+        lines.append(kept[0])
+    assert lines[0] == lines[1]
+    new, intact = osp.join(work, 'iter_4.pth'), osp.join(work, 'iter_2.pth')
+    assert lines[0].startswith(f'train.py: error: could not write {new} ')
+    assert f'the last saved checkpoint {intact} is intact' in lines[0] and '--resume' in lines[0]
+    assert pointer(work) == intact and not osp.exists(new)
+
+
+class _TwoRanks:
+    """mmengine.dist as rank ``rank`` of 2 sees it; ``broadcast`` fills the
+    tensors from ``sent`` (what rank 0 broadcasts, in order) and records them."""
+
+    def __init__(self, rank: int, sent: list = ()) -> None:
+        self.rank, self.sent, self.calls = rank, list(sent), []
+
+    def install(self, monkeypatch) -> None:
+        from cim_mm.utils import agreed_save
+        monkeypatch.setattr(agreed_save.dist, 'is_distributed', lambda: True)
+        monkeypatch.setattr(agreed_save.dist, 'get_rank', lambda: self.rank)
+        monkeypatch.setattr(agreed_save.dist, 'broadcast', self.broadcast)
+
+    def broadcast(self, data: torch.Tensor, src: int = 0) -> None:
+        assert src == 0
+        if self.rank != 0:
+            data.copy_(self.sent[len(self.calls)])
+        self.calls.append(data.clone())
+
+
+def test_agreed_save_costs_one_int_when_the_save_succeeds(monkeypatch):
+    from cim_mm.utils.agreed_save import agreed_save
+    saved = []
+    ranks = _TwoRanks(rank=0)
+    ranks.install(monkeypatch)
+    agreed_save(lambda: saved.append(1), 'iter_2.pth')
+    assert saved == [1] and len(ranks.calls) == 1
+    assert ranks.calls[0].dtype == torch.int64 and ranks.calls[0].tolist() == [0]
+
+
+def test_agreed_save_gives_rank0_line_to_every_rank(monkeypatch):
+    from cim_mm.utils import agreed_save as mod
+    from cim_mm.utils.safe_checkpoint import CheckpointWriteError
+    line = 'could not write /w/iter_4.pth ([Errno 28] No space left on device); é'
+
+    def full():
+        raise CheckpointWriteError(line)
+    rank0 = _TwoRanks(rank=0)
+    rank0.install(monkeypatch)
+    with pytest.raises(CheckpointWriteError) as err0:
+        mod.agreed_save(full, 'iter_4.pth')
+    assert str(err0.value) == line and len(rank0.calls) == 2  # the length, then the line
+    rank1 = _TwoRanks(rank=1, sent=rank0.calls)
+    rank1.install(monkeypatch)
+    saved = []
+    with pytest.raises(CheckpointWriteError) as err1:
+        mod.agreed_save(lambda: saved.append(1), 'iter_4.pth')  # a no-op off rank 0
+    assert str(err1.value) == line and saved == [1]
+
+
+def test_agreed_save_keeps_rank0_bug_and_names_it_elsewhere(monkeypatch):
+    from cim_mm.utils import agreed_save as mod
+    from cim_mm.utils.safe_checkpoint import CheckpointWriteError
+
+    def bug():
+        raise TypeError('cannot pickle')
+    rank0 = _TwoRanks(rank=0)
+    rank0.install(monkeypatch)
+    with pytest.raises(TypeError):  # rank 0: its own exception and traceback
+        mod.agreed_save(bug, 'iter_4.pth')
+    rank1 = _TwoRanks(rank=1, sent=rank0.calls)
+    rank1.install(monkeypatch)
+    with pytest.raises(CheckpointWriteError) as err:
+        mod.agreed_save(lambda: None, 'iter_4.pth')
+    assert str(err.value) == ("rank 0 could not save the checkpoint iter_4.pth: TypeError: "
+                              "cannot pickle (the traceback is in rank 0's output)")
 
 
 def test_full_disk_error_unit(tmp_path, monkeypatch):
