@@ -6,8 +6,9 @@ One concept per module:
 * :mod:`.paths`       -- the repository root;
 * :mod:`.scales`      -- the shared backbone / data / recipe (``cpu-small``, ``gpu``);
 * :mod:`.spec_parts`  -- what a method is made of (``MethodSpec``, shared pipeline pieces);
-* :mod:`.specs_vit`, :mod:`.specs_resnet` -- the methods of the ViT and ResNet tracks
-  as mmpretrain model configs; :mod:`.ablations` -- the CIM ablations;
+* :mod:`.specs_vit`, :mod:`.specs_resnet`, :mod:`.specs_featmap` -- the methods of the
+  ViT, ResNet and ConvNeXt / Swin tracks as mmpretrain model configs;
+  :mod:`.ablations` -- the CIM ablations;
   :mod:`.specs` -- all of them by name;
 * :mod:`.models`      -- models only the benchmark needs (peers' adapters, MEC, CIMAblation);
 * :mod:`.recipe`      -- the recipe digest that decides what a resume reruns;

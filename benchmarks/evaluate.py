@@ -25,19 +25,25 @@ import torch.nn.functional as F
 
 # ------------------------------------------------------------------ backbone
 def build_eval_backbone(cfg: dict, state_dict: Optional[dict] = None,
-                        ignore: tuple = ('mask_token', )) -> nn.Module:
+                        ignore: tuple = ('mask_token', ), fresh: tuple = ()) -> nn.Module:
     """Build a plain backbone, initialise it, load pre-trained weights.
 
+    ``fresh``: key prefixes (``'norm2.'``) that keep their initialisation for
+    every method: dropped from the weights, allowed to be missing (the output
+    norms of a hierarchical backbone, which some peers do not train).
+
     Raises ``KeyError`` when the pre-trained weights miss any of its keys or
-    carry unknown ones (other than ``ignore``): a silent partial load would
-    make the benchmark lie.
+    carry unknown ones (other than ``ignore`` and ``fresh``): a silent partial
+    load would make the benchmark lie.
     """
     from mmpretrain.registry import MODELS
     backbone = MODELS.build(dict(cfg))
     backbone.init_weights()
     if state_dict is not None:
-        sd = {k: v for k, v in state_dict.items() if k.split('.')[0] not in ignore}
+        sd = {k: v for k, v in state_dict.items()
+              if k.split('.')[0] not in ignore and not k.startswith(tuple(fresh))}
         missing, unexpected = backbone.load_state_dict(sd, strict=False)
+        missing = [k for k in missing if not k.startswith(tuple(fresh))]
         if missing or unexpected:
             raise KeyError(f'pre-trained backbone does not match {cfg["type"]}: '
                            f'missing {missing[:5]}, unexpected {unexpected[:5]}')

@@ -14,7 +14,8 @@ RESULTS_DIR: str = 'benchmarks/results'
 #: the default work dir of each track of ``tools/benchmark.py`` (relative to the
 #: repository root); ``vit_gpu``: the ViT track at ``--scale gpu``
 DEFAULT_WORK_DIRS: dict[str, str] = {
-    name: f'{RESULTS_DIR}/{name}' for name in ('vit', 'resnet', 'ablation', 'seg', 'vit_gpu')}
+    name: f'{RESULTS_DIR}/{name}'
+    for name in ('vit', 'resnet', 'convnext', 'swin', 'ablation', 'seg', 'vit_gpu')}
 
 
 def default_work_dir(name: str) -> str:

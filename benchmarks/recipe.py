@@ -58,6 +58,8 @@ def recipe_digest(spec: Any, scale: Any) -> str:
                   eval_backbone=spec.eval_backbone, optim_options=spec.optim_options,
                   optim_wrapper=scale.optim_wrapper, warmup_frac=scale.warmup_frac,
                   min_lr_ratio=scale.min_lr_ratio)
+    if getattr(spec, 'eval_fresh', ()):  # only where set: the other digests stay as they were
+        recipe['eval_fresh'] = list(spec.eval_fresh)
     text = json.dumps(_strip_file_keys(recipe), sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -34,6 +34,8 @@ from .scales import EVAL_SUBSETS, TOKENIZER_CONFIG, TOKENIZER_DIR
 EVAL_GUESS_S = {('cpu-small', 'small'): 20, ('cpu-small', 'medium'): 130,
                 ('cpu-small', 'full'): 1500}
 BUILD_GUESS_S = 15.
+# the backbone every method of a cpu-small track pre-trains (the ViT's note is its own)
+TRACK_BACKBONES = {'resnet': 'ResNet-18', 'convnext': 'ConvNeXt', 'swin': 'Swin'}
 
 
 def say(msg: str) -> None:
@@ -431,10 +433,12 @@ def report_meta(opts: dict, results: list, seconds: float) -> dict:
     if opts.get('in_process'):
         notes.append('--in-process run: the methods shared one process, so peak memory '
                      'figures after the first method include earlier allocations.')
-    if opts['scale'] == 'cpu-small' and (opts.get('track') or 'vit') == 'resnet':
-        notes.append('Same ResNet-18, data and optimizer recipe (AdamW of the CPU demo, '
-                     'warm-up + cosine over the budget) for every method; the tokenizer '
-                     'training is not part of the budget (a given, like the DALL-E dVAE).')
+    track = opts.get('track') or 'vit'
+    if opts['scale'] == 'cpu-small' and track in TRACK_BACKBONES:
+        notes.append(f'Same {TRACK_BACKBONES[track]}, data and optimizer recipe (AdamW of the '
+                     'CPU demo, warm-up + cosine over the budget) for every method; the '
+                     'tokenizer training is not part of the budget (a given, like the DALL-E '
+                     'dVAE).')
     elif opts['scale'] == 'cpu-small':
         notes.append('Same ViT, data and optimizer recipe (AdamW of the CPU demo, warm-up '
                      '+ cosine over the budget) for every method; the tokenizer training '

@@ -26,8 +26,11 @@ TOKENIZER_CONFIG = 'configs/tokenizers/vqtokenizer_d4-v512_fashion-mnist-32px.py
 TOKENIZER_DIR = 'work_dirs/vqtokenizer_d4-v512_fashion-mnist-32px'
 
 SCALES = ('cpu-small', 'gpu')
-# cpu-small tracks: the tiny ViT (the CIM demo) or the demo ResNet-18 (w32)
-TRACKS = ('vit', 'resnet')
+# cpu-small tracks: the tiny ViT (the CIM demo), the demo ResNet-18 (w32), the demo
+# ConvNeXt / Swin (3 stages, 64-256 channels)
+TRACKS = ('vit', 'resnet', 'convnext', 'swin')
+# the tracks whose enhancer is a hierarchical feature-map backbone other than ResNet
+FEATMAP_TRACKS = ('convnext', 'swin')
 CPU_SMALL_CONFIGS = {
     'vit': {
         'cim-respix': 'configs/cim/cim-respix_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py',
@@ -36,6 +39,14 @@ CPU_SMALL_CONFIGS = {
     'resnet': {
         'cim-respix': 'configs/cim/cim-respix_resnet18-w32_1xb64-500it_fashion-mnist-32px.py',
         'cim-revdet': 'configs/cim/cim-revdet_resnet18-w32_1xb64-500it_fashion-mnist-32px.py',
+    },
+    'convnext': {
+        'cim-respix': 'configs/cim/cim-respix_convnext-w64_1xb64-500it_fashion-mnist-32px.py',
+        'cim-revdet': 'configs/cim/cim-revdet_convnext-w64_1xb64-500it_fashion-mnist-32px.py',
+    },
+    'swin': {
+        'cim-respix': 'configs/cim/cim-respix_swin-w64_1xb64-500it_fashion-mnist-32px.py',
+        'cim-revdet': 'configs/cim/cim-revdet_swin-w64_1xb64-500it_fashion-mnist-32px.py',
     },
 }
 EVAL_SUBSETS = {
@@ -82,8 +93,10 @@ class Scale:
     contrastive_hidden: int = 512
     densecl_queue: int = 4096
     notes: list = field(default_factory=list)
-    track: str = 'vit'  # 'vit' | 'resnet' (cpu-small)
+    track: str = 'vit'  # 'vit' | 'resnet' | 'convnext' | 'swin' (cpu-small)
     resnet: dict = field(default_factory=dict)  # resnet track: the demo ResNet's arguments
+    # convnext / swin tracks: the demo enhancer's arguments (its pre-training out_indices)
+    enhancer: dict = field(default_factory=dict)
 
     @property
     def grid(self) -> int:
@@ -126,6 +139,14 @@ def _embed_dims(arch: Any) -> int:
     raise KeyError(f'unknown ViT arch {arch!r}')
 
 
+def last_stage_channels(backbone: dict) -> int:
+    """Channels of the last stage of an mmpretrain ConvNeXt / Swin config."""
+    arch = backbone['arch']
+    if 'channels' in arch:  # ConvNeXt
+        return int(arch['channels'][-1])
+    return int(arch['embed_dims']) * 2**(len(arch['depths']) - 1)  # Swin: x2 a stage
+
+
 def _to_dict(cfg_node) -> Any:
     return cfg_node.to_dict() if hasattr(cfg_node, 'to_dict') else copy.deepcopy(cfg_node)
 
@@ -150,6 +171,9 @@ def cpu_small(tokenizer_ckpt: Optional[str], batch_size: Optional[int] = None,
     (untrained) tokenizer -- only for smoke tests. ``track='resnet'``: the CIM
     ResNet-18 (w32) demo configs; ``resnet`` then holds that backbone's
     arguments and ``embed_dims`` its C5 width (the evaluated feature).
+    ``track='convnext'`` / ``'swin'``: the CIM ConvNeXt / Swin demo configs;
+    ``enhancer`` holds that backbone's arguments and ``embed_dims`` its last
+    stage's width.
     """
     if track not in TRACKS:
         raise ValueError(f'unknown track {track!r}; choose from {", ".join(TRACKS)}')
@@ -169,13 +193,19 @@ def cpu_small(tokenizer_ckpt: Optional[str], batch_size: Optional[int] = None,
     mask = _find(pipeline, 'BEiTMaskGenerator')
     base = [t for t in pipeline if t['type'] not in ('BEiTMaskGenerator', 'PackInputs')]
     resnet: dict = {}
+    enhancer: dict = {}
     if track == 'resnet':
         resnet = _to_dict(bb)
+    elif track in FEATMAP_TRACKS:
+        enhancer = _to_dict(bb)
+    if resnet or enhancer:
         bb = load_config(CPU_SMALL_CONFIGS['vit']['cim-respix']).model.backbone  # grid / size
     patch = int(bb.patch_size)
     embed = _embed_dims(_to_dict(bb.arch))
     if resnet:  # ResNet basic blocks: C5 = base_channels * 2**3
         embed = int(resnet.get('base_channels', 64)) * 8
+    if enhancer:
+        embed = last_stage_channels(enhancer)
     scale = Scale(
         name='cpu-small', img_size=int(bb.img_size), patch_size=patch,
         arch=_to_dict(bb.arch), embed_dims=embed,
@@ -200,7 +230,15 @@ def cpu_small(tokenizer_ckpt: Optional[str], batch_size: Optional[int] = None,
                          model_patch_size=patch, mask_ratio=0.6),
         contrastive_hidden=512, densecl_queue=4096,
         notes=['cpu-small: the CPU demo backbone and recipe on real Fashion-MNIST '
-               '(32 px, 60000 train images).'], track=track, resnet=resnet)
+               '(32 px, 60000 train images).'], track=track, resnet=resnet,
+        enhancer=enhancer)
+    if enhancer:
+        family = 'ConvNeXt' if track == 'convnext' else 'Swin'
+        scale.notes = [
+            f'cpu-small {track} track: the CIM demo {family} (mmpretrain '
+            f'{enhancer["type"]}, 3 stages of 64 / 128 / 256 channels, stride 8 at the last: '
+            f'[256, 4, 4] at 32 px) for every method, the demo\'s AdamW recipe (no decay on '
+            'norms / biases) on real Fashion-MNIST (32 px).']
     if resnet:
         scale.notes = [
             'cpu-small resnet track: the CIM demo ResNet-18 (stem/base 32 channels, '
@@ -270,7 +308,7 @@ def build_scale(name: str, tokenizer_ckpt: Optional[str] = None,
                 data_root: Optional[str] = None, track: str = 'vit') -> Scale:
     """The scale ``name``; ``data_root`` replaces its Fashion-MNIST folder
     (the extracted idx files, see ``tools/prepare_fashion_mnist.sh``);
-    ``track`` picks the cpu-small backbone (``vit`` or ``resnet``)."""
+    ``track`` picks the cpu-small backbone (``vit``, ``resnet``, ``convnext``, ``swin``)."""
     if name == 'cpu-small':
         scale = cpu_small(tokenizer_ckpt, batch_size, track)
     elif name == 'gpu':

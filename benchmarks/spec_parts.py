@@ -26,6 +26,9 @@ class MethodSpec:
     notes: list = field(default_factory=list)
     # dotted options of the optimizer wrapper (ablations), e.g. {'clip_grad.max_norm': 1}
     optim_options: dict = field(default_factory=dict)
+    # eval backbone key prefixes that keep their initialisation for every method
+    # (the output norms of the ConvNeXt / Swin tracks: not every peer trains them)
+    eval_fresh: tuple = ()
 
 
 def pack(scale: Scale, *extra: dict) -> list:

@@ -1,8 +1,9 @@
 """The methods of every track, by name: ``build_spec('mae', scale)``.
 
 The ViT track's methods live in :mod:`.specs_vit`, the ResNet track's in
-:mod:`.specs_resnet`, the CIM ablations (``<method>@<knob>``) in
-:mod:`.ablations`; this module only dispatches between them.
+:mod:`.specs_resnet`, the ConvNeXt and Swin tracks' in :mod:`.specs_featmap`,
+the CIM ablations (``<method>@<knob>``) in :mod:`.ablations`; this module only
+dispatches between them.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Optional
 from .ablations import ablation_label, build_ablation_spec
 from .scales import Scale
 from .spec_parts import MethodSpec
+from .specs_featmap import FEATMAP_BUILDERS, FEATMAP_LABELS, FEATMAP_METHODS
 from .specs_resnet import RESNET_BUILDERS, RESNET_LABELS, RESNET_METHODS
 from .specs_vit import LABELS, METHODS, VIT_BUILDERS
 
@@ -20,6 +22,8 @@ __all__ = ['METHODS', 'LABELS', 'MethodSpec', 'track_methods', 'label_of',
 
 def track_methods(track: str = 'vit') -> tuple:
     """The methods of a track, in table order."""
+    if track in FEATMAP_METHODS:
+        return FEATMAP_METHODS[track]
     return RESNET_METHODS if track == 'resnet' else METHODS
 
 
@@ -27,7 +31,7 @@ def label_of(name: str) -> str:
     """Table label of a method or an ablation (``cim-revdet@temp0``)."""
     if '@' in name:
         return ablation_label(name)
-    return RESNET_LABELS.get(name, name)
+    return RESNET_LABELS.get(name, FEATMAP_LABELS.get(name, name))
 
 
 def parse_methods(text: Optional[str], track: str = 'vit') -> list[str]:
@@ -49,8 +53,9 @@ def build_spec(name: str, scale: Scale) -> MethodSpec:
     ``<cim method>@<knob>`` (:mod:`.ablations`)."""
     if '@' in name:
         return build_ablation_spec(name, scale)
-    builders, methods = ((RESNET_BUILDERS, RESNET_METHODS) if scale.track == 'resnet'
-                         else (VIT_BUILDERS, METHODS))
+    methods = track_methods(scale.track)
+    builders = (RESNET_BUILDERS if scale.track == 'resnet' else FEATMAP_BUILDERS
+                if scale.track in FEATMAP_METHODS else VIT_BUILDERS)
     if name not in builders:
         raise ValueError(f'unknown method {name!r} for --track {scale.track}; choose from '
                          f'{", ".join(methods)}')

@@ -22,6 +22,12 @@ from .io import write_json
 from .spec_parts import merge_options
 
 SUBSET_SEED = 0
+# the evaluated feature of each track (the ViT's: the mean of final-normed patch tokens)
+FEATURES = {
+    'resnet': 'global average of C5',
+    'convnext': 'global average of the last stage after a fresh output norm (LN2d)',
+    'swin': 'global average of the last stage after a fresh output norm (LN)',
+}
 
 
 def _log_fn(method: str) -> Callable[[str], None]:
@@ -144,7 +150,7 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
         i_te = subset_indices(len(te_x), sub['test'], SUBSET_SEED + 1)
         train_imgs = EvalImages(tr_x[i_tr], tr_y[i_tr], scale.img_size, scale.mean, scale.std)
         test_imgs = EvalImages(te_x[i_te], te_y[i_te], scale.img_size, scale.mean, scale.std)
-        backbone = build_eval_backbone(spec.eval_backbone, state).to(device)
+        backbone = build_eval_backbone(spec.eval_backbone, state, fresh=spec.eval_fresh).to(device)
         log(f'eval | features of {len(train_imgs)} train + {len(test_imgs)} test images')
         f_tr, y_tr = extract_features(backbone, train_imgs, 256, device, log, 'train features')
         f_te, y_te = extract_features(backbone, test_imgs, 256, device, log, 'test features')
@@ -156,7 +162,7 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
             i_ft = subset_indices(len(tr_x), sub['finetune_train'], SUBSET_SEED + 2)
             ft_imgs = EvalImages(tr_x[i_ft], tr_y[i_ft], scale.img_size, scale.mean,
                                  scale.std)
-            backbone = build_eval_backbone(spec.eval_backbone, state)
+            backbone = build_eval_backbone(spec.eval_backbone, state, fresh=spec.eval_fresh)
             epochs = settings.get('finetune_epochs', 1)
             log(f'eval | fine-tune: {epochs} epoch(s) on {len(ft_imgs)} images')
             ev['finetune_top1'] = round(finetune(
@@ -167,8 +173,8 @@ def run_method(settings: dict, log: Optional[Callable[[str], None]] = None) -> d
             log(f'eval | fine-tune top-1 {ev["finetune_top1"]:.2f} %')
         ev.update(feat_train=len(train_imgs), test=len(test_imgs),
                   finetune_train=sub['finetune_train'] if mode == 'all' else 0,
-                  feature=('global average of C5' if scale.track == 'resnet'
-                           else 'mean of final-normed patch tokens'), knn_k=20, knn_t=0.07)
+                  feature=FEATURES.get(scale.track, 'mean of final-normed patch tokens'),
+                  knn_k=20, knn_t=0.07)
     result['eval'] = ev
     result['eval_s'] = round(time.perf_counter() - t_eval, 1)
     result['total_s'] = round(time.perf_counter() - t_total, 1)

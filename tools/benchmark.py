@@ -4,6 +4,7 @@
         [--methods cim-respix,cim-revdet,mae,simmim,beit,maskfeat,simclr,densecl,random] \\
         [--budget-s 120] [--eval-subset medium] [--flops] [--seeds 3]
     python tools/benchmark.py --track resnet --seeds 3      # the ResNet-18 track
+    python tools/benchmark.py --track convnext --seeds 3    # the ConvNeXt track (or swin)
     python tools/benchmark.py --ablate all --budget-s 480   # the CIM ablations
     python tools/benchmark.py --track seg --seeds 3 --pretrain-missing  # segmentation
     python tools/benchmark.py --readme-table WORK_DIR       # README table of a run
@@ -27,7 +28,9 @@ naming the failed methods if any failed (after running the others).
 run resumable on its own); the tables give the median and min–max over seeds
 and write differences inside the spread as ties. ``--track resnet`` (cpu-small)
 compares on the CIM demo ResNet-18 against the CNN peers (SimCLR, MoCo v2,
-BYOL, SimSiam, Barlow Twins, DenseCL, SparK, MEC). ``--ablate`` runs the CIM
+BYOL, SimSiam, Barlow Twins, DenseCL, SparK, MEC); ``--track convnext`` /
+``--track swin`` on the CIM demo ConvNeXt / Swin against the family's MIM peer
+(SparK / SimMIM) and SimCLR. ``--ablate`` runs the CIM
 ablations (benchmarks/ablations.py). ``--track seg`` fine-tunes the backbones
 those tracks pre-trained on the Fashion-MNIST scenes with mmseg (UperNet, and a
 frozen backbone with a linear head) and reports mIoU / mAcc
@@ -80,17 +83,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--scale', choices=SCALES, default='cpu-small')
     p.add_argument('--work-dir', default=None,
                    help=f'default (in the repository): {DEFAULT_WORK_DIRS["vit"]}, '
-                   f'{DEFAULT_WORK_DIRS["resnet"]} (--track resnet), '
+                   f'{RESULTS_DIR}/<track> (--track resnet / convnext / swin), '
                    f'{DEFAULT_WORK_DIRS["ablation"]} (--ablate), {DEFAULT_WORK_DIRS["seg"]} '
                    f'(--track seg), {DEFAULT_WORK_DIRS["vit_gpu"]} (--scale gpu)')
     p.add_argument('--track', choices=TRACKS + ('seg', ), default='vit',
-                   help='cpu-small backbone: the tiny ViT or the demo ResNet-18 (w32); seg: '
+                   help='cpu-small backbone: the tiny ViT, the demo ResNet-18 (w32), ConvNeXt or '
+                   'Swin; seg: '
                    'segmentation of the Fashion-MNIST scenes with the backbones those tracks '
                    'pre-trained (--from-track)')
     p.add_argument('--methods', default='all',
                    help=f'comma-separated subset of: {",".join(METHODS)} (vit); '
                    'cim-respix,cim-revdet,simclr,mocov2,byol,simsiam,barlowtwins,densecl,'
-                   'spark,mec,random (resnet)')
+                   'spark,mec,random (resnet); cim-respix,cim-revdet,spark,simclr,random '
+                   '(convnext); cim-respix,cim-revdet,simmim,simclr,random (swin)')
     p.add_argument('--ablate', default=None, metavar='all|NAMES',
                    help='run the CIM ablations instead of the methods: all, or a comma-'
                    'separated list of <cim-respix|cim-revdet>[@knob] (docs/benchmark.md)')
@@ -217,7 +222,7 @@ def options(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     if args.seeds < 1:
         raise UserError(f'--seeds must be >= 1, got {args.seeds}')
     if args.ablate and args.track != 'vit':
-        raise UserError('--ablate runs on the tiny ViT: drop --track resnet')
+        raise UserError(f'--ablate runs on the tiny ViT: drop --track {args.track}')
     if args.iters is not None and args.iters <= 0:
         raise UserError(f'--iters must be > 0, got {args.iters}')
     return opts

@@ -69,16 +69,27 @@ def _resnet_model(scale, toy: bool) -> dict:
 def toy_recipe_model(model: dict) -> dict:
     """A recipe's CIM model dict at the dry run's toy sizes, every switch and
     rate as written (drop path, layer scale, SDPA, ``num_masked``, ...): a
-    2-layer ViT at 64 px or a narrow ResNet-50 (16 base channels) on the 4x4
-    grid, the toy generator, the tokenizer at :data:`TOY_DALLE` sizes and 32 px.
+    2-layer ViT at 64 px, or a narrow ResNet-50 (16 base channels) / ConvNeXt /
+    Swin whose last two levels (256 and 512 channels) reach the 4x4 grid, the toy
+    generator, the tokenizer at :data:`TOY_DALLE` sizes and 32 px.
     """
     model = copy.deepcopy(model)
     backbone = model['backbone']
-    if 'ResNet' in str(backbone['type']):
+    family = str(backbone['type'])
+    if model.get('neck') is not None:  # a feature-map enhancer + CNNPatchNeck
         base = TOY_RESNET_BASE
-        backbone.update(base_channels=base, stem_channels=base)
+        if 'ResNet' in family:
+            backbone.update(base_channels=base, stem_channels=base)
+        elif 'ConvNeXt' in family:  # the last two stages at 4x4 and 2x2 on 64 px, as at 224
+            backbone.update(arch=dict(depths=[1, 1, 2, 1], channels=[base * c for c in
+                                                                     (2, 4, 16, 32)]))
+        elif 'Swin' in family:
+            backbone.update(arch=dict(embed_dims=base * 4, depths=[2, 2, 2, 2],
+                                      num_heads=[1, 2, 4, 8]), img_size=TOY_IMG)
         model['neck'].update(in_channels=(base * 16, base * 32), out_channels=TOY_NECK,
                              out_size=(TOY_GRID, TOY_GRID))
+        if model['neck'].get('img_size') is not None:
+            model['neck']['img_size'] = TOY_IMG
         model['head']['in_channels'] = TOY_NECK
     else:
         backbone.update(arch=dict(TOY_VIT), img_size=TOY_IMG)

@@ -1,8 +1,9 @@
 """CIM pre-training checkpoint -> downstream backbone checkpoints, checked.
 
 A CIM checkpoint holds the enhancer (``backbone.*``, an mmpretrain
-``VisionTransformer``/``BEiTViT`` or ``ResNet``/``ResNetV1c``/``ResNetV1d``) next
-to the generator, the tokenizer, the head (and a neck for CNN enhancers). Only
+``VisionTransformer``/``BEiTViT``, ``ResNet``/``ResNetV1c``/``ResNetV1d``, or any
+other feature-map backbone such as ``ConvNeXt`` / ``SwinTransformer``) next to the
+generator, the tokenizer, the head (and a neck for feature-map enhancers). Only
 the enhancer is kept; it is renamed for the target backbone and checked, key by
 key and shape by shape, against a freshly built target:
 
@@ -12,8 +13,9 @@ key and shape by shape, against a freshly built target:
 * ``mmseg``: backbone-relative names (mmseg's ``BEiT``/``MAE``/
   ``VisionTransformer`` load their ``Pretrained`` file themselves and ignore
   ``prefix``), for ``MAE``/``BEiT``/``VisionTransformer``/``ResNet``/``ResNetV1c``/
-  ``ResNetV1d``; an ``mmpretrain.*`` backbone inside an mmseg config gets the
-  mmpretrain layout (the ``seg`` extra: mmsegmentation, mmcv with compiled ops);
+  ``ResNetV1d`` and ``SwinTransformer``; an ``mmpretrain.*`` backbone inside an mmseg
+  config (e.g. ``mmpretrain.ConvNeXt``) gets the mmpretrain layout (the ``seg`` extra:
+  mmsegmentation, mmcv with compiled ops);
 * ``timm``: a plain state dict in timm's ``vit_*``/``beit_*``/``resnet*`` naming.
 
 The conversion is made of exact renames plus a few transforms that keep the
@@ -45,7 +47,8 @@ tensor by tensor.
 
 One concept per module: :mod:`.keys` (ViT key families), :mod:`.report`,
 :mod:`.source` (what the checkpoint holds), :mod:`.presets`, :mod:`.targets`,
-:mod:`.vit`, :mod:`.resnet`, :mod:`.architecture`, :mod:`.verify`,
+:mod:`.vit`, :mod:`.resnet`, :mod:`.featmap` (ConvNeXt, Swin: same names, the output
+norms follow ``out_indices``), :mod:`.architecture`, :mod:`.verify`,
 :mod:`.checkpoint` (the whole conversion). The command line is
 ``tools/model_converters/cim_to_downstream.py``.
 """

@@ -1,7 +1,7 @@
 """The conversion as a whole: a CIM checkpoint file in, a checked file out.
 
 :func:`convert_checkpoint` reads the checkpoint safely, keeps the enhancer,
-builds the target, converts (:mod:`.vit` / :mod:`.resnet`), checks the
+builds the target, converts (:mod:`.vit` / :mod:`.resnet` / :mod:`.featmap`), checks the
 architecture facts no shape shows (:mod:`.architecture`), writes the file
 atomically and loads it back through the target's own loading path
 (:mod:`.verify`). Any problem raises :class:`.ConversionError` after printing
@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 from ..utils.safe_checkpoint import atomic_torch_save, safe_load
 from .architecture import check_architecture, source_facts
+from .featmap import convert_featmap
 from .keys import FAMILIES, FAMILY_NAMES
 from .report import ConversionError, ConversionReport
 from .resnet import convert_resnet
@@ -44,7 +45,12 @@ def convert_state_dict(enhancer: dict, target: Target,
             raise ConversionError(f'a ResNet enhancer can not become {target.description}')
         out = convert_resnet(enhancer, template, target.family, report)
     else:
-        raise ConversionError('the enhancer is neither an mmpretrain ViT nor a ResNet')
+        report.source_layout = report.source_layout or 'mmpretrain feature-map backbone'
+        if target.family != 'featmap':
+            raise ConversionError(
+                f'a ConvNeXt / Swin (feature-map) enhancer can not become '
+                f'{target.description}: use a target of its own class (--target-config)')
+        out = convert_featmap(enhancer, template, report)
     report.target = target.description
     report.target_layout = FAMILY_NAMES.get(target.family, target.family)
     report.prefix = target.prefix

@@ -92,6 +92,7 @@ FAMILY_NAMES = {
     'mmpretrain': 'mmpretrain VisionTransformer/BEiTViT (= mmseg BEiT/MAE) names',
     'mmseg_vit': 'mmseg VisionTransformer names',
     'timm': 'timm vit_*/beit_* names',
+    'featmap': "the enhancer's own names (mmpretrain ConvNeXt / SwinTransformer; mmseg Swin)",
 }
 #: target keys that start fresh on purpose (pooling norm, classifier head)
 _POOL = 'pooling norm (avg_featmap / global_pool=avg), new in BEiT/MAE-style fine-tuning'

@@ -6,7 +6,8 @@
   stores in ``meta['cfg']``, read as literals (never executed);
 * :func:`vit_spec` / :func:`resnet_spec`: the enhancer's architecture as its
   weights tell it (plus the head count, which weights only tell through a
-  relative position table).
+  relative position table); :func:`is_vit` / :func:`is_resnet` tell those two
+  layouts apart from any other feature-map enhancer (ConvNeXt, Swin, ...).
 """
 from __future__ import annotations
 
@@ -92,7 +93,10 @@ def enhancer_cfg_from_meta(meta: Any) -> Optional[dict]:
     return None
 
 def is_vit(sd: dict) -> bool:
-    return any(k.startswith('patch_embed.') for k in sd)
+    """A plain ViT's names (``patch_embed.*`` + ``layers.N.*``): not a Swin, whose
+    patch embedding has the same name but whose blocks are ``stages.N.blocks.M``."""
+    return (any(k.startswith('patch_embed.') for k in sd)
+            and any(re.match(r'^layers\.\d+\.', k) for k in sd))
 
 
 def is_resnet(sd: dict) -> bool:

@@ -76,13 +76,15 @@ def registry_target(kind: str, cfg: dict, description: str,
         probe = registry.build(copy.deepcopy(cfg))
     # mmpretrain's classes and ours built on them (e.g. SDPABEiTViT): mmpretrain keys
     from_mmpretrain = any(c.__module__.startswith('mmpretrain') for c in type(probe).__mro__)
-    is_vit = any(k.startswith('patch_embed.') for k in probe.state_dict())
-    if is_vit:
+    keys = probe.state_dict()
+    if is_vit(keys):
         family = 'mmseg_vit' if (kind == 'mmseg' and type(probe).__name__ == 'VisionTransformer'
                                  and not from_mmpretrain) else 'mmpretrain'
-    else:
+    elif is_resnet(keys):
         family = 'resnet_mmpretrain' if (from_mmpretrain or kind == 'mmpretrain') \
             else 'resnet_mmseg'
+    else:  # ConvNeXt, Swin, ...: the enhancer's own names (mmseg's Swin has them too)
+        family = 'featmap'
     prefix = 'backbone.' if from_mmpretrain else ''
     if init_cfg is None:
         init_cfg = dict(type='Pretrained', checkpoint=None)
@@ -152,7 +154,8 @@ def build_target(kind: Optional[str], enhancer: dict, target_config: Optional[st
         target_config: an mmpretrain or mmseg config whose ``model.backbone``
             is the target (the config you will train with: recommended).
         arch: without a config: 'auto' (the enhancer's own architecture, read
-            from its weights) or a name of :data:`ARCH_PRESETS`.
+            from its weights) or a name of :data:`ARCH_PRESETS` (ViT and ResNet
+            enhancers; any other needs ``target_config``).
         img_size: without a config: the target's input size (e.g. 512 for
             ADE20K; default: the enhancer's).
     """
@@ -212,8 +215,10 @@ def build_target(kind: Optional[str], enhancer: dict, target_config: Optional[st
                 raise ConversionError(f'--arch {arch} is not a ResNet preset')
             spec.update(ARCH_PRESETS[arch])
     else:
-        raise ConversionError('the enhancer is neither an mmpretrain ViT nor a ResNet '
-                              f'(first keys: {list(enhancer)[:5]})')
+        raise ConversionError(
+            'the enhancer is neither a ViT nor a ResNet (a ConvNeXt, a Swin, ...; first keys: '
+            f'{list(enhancer)[:3]}): pass --target-config, the mmpretrain / mmseg config you '
+            'will train with (configs/cim/benchmarks/ has them for ConvNeXt and Swin)')
     cfg = preset_cfg(kind, spec, img_size)
     desc = f'--arch {arch}' + (f', img_size {img_size}' if img_size else '')
     if kind == 'timm':

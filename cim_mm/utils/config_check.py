@@ -22,7 +22,7 @@ from typing import Any, Iterator, Optional
 
 from mmpretrain.registry import MODELS
 
-from .geometry import Geometry, Pair, check_geometry, pair
+from .geometry import Geometry, Pair, check_geometry, pair, token_grid
 
 __all__ = ['check_config', 'check_model_geometry', 'model_geometry']
 
@@ -47,6 +47,9 @@ def model_geometry(model: Any) -> Geometry:
     tok, gen, head = model.tokenizer, model.generator, model.head
     gen_size, gen_patch = _patch_embed_geometry(getattr(gen, 'backbone', None))
     enh_size, enh_patch = _patch_embed_geometry(model.backbone)
+    size_key = 'backbone.img_size'
+    if enh_size is None and model.with_neck:  # a feature-map enhancer: its neck's img_size
+        enh_size, size_key = pair(getattr(model.neck, 'img_size', None)), 'neck.img_size'
     layer = getattr(head, 'decoder', None) or getattr(head, 'classifier', None)
     gen_head = getattr(gen, 'head', None)
     gen_vocab = getattr(gen, 'vocab_size', None)
@@ -59,7 +62,8 @@ def model_geometry(model: Any) -> Geometry:
         down=getattr(tok, 'downsample', None),
         gen_size=gen_size, gen_patch=gen_patch,
         gen_grid=pair(getattr(gen, 'patch_resolution', None)),
-        enh_size=enh_size, enh_patch=enh_patch, with_neck=bool(model.with_neck),
+        enh_size=enh_size, enh_size_key=size_key, enh_patch=enh_patch,
+        with_neck=bool(model.with_neck),
         neck_out=pair(getattr(model.neck, 'out_size', None)) if model.with_neck else None,
         head_patch=getattr(head, 'patch_size', None),
         head_in=getattr(layer, 'in_features', None),
@@ -68,8 +72,18 @@ def model_geometry(model: Any) -> Geometry:
 
 def check_model_geometry(model: Any) -> None:
     """Raise :class:`UserError` (one line) if the grids of a built CIM (its
-    ``geometry()``) disagree."""
-    check_geometry(model.geometry())
+    ``geometry()``) disagree; a neck with ``check_backbone`` (:class:`CNNPatchNeck`)
+    then probes the enhancer at the image size (its ``img_size``, else the ResPix
+    head's ``patch_size`` x the token grid) against the token grid."""
+    g = model.geometry()
+    check_geometry(g)
+    check = getattr(model.neck, 'check_backbone', None) if model.with_neck else None
+    if callable(check):
+        grid = token_grid(g)
+        img = g.enh_size
+        if img is None and isinstance(g.head_patch, int) and grid is not None:
+            img = (g.head_patch * grid[0], g.head_patch * grid[1])
+        check(model.backbone, grid, img)
 
 
 # ------------------------------------------------------------------ configs
@@ -168,6 +182,11 @@ def config_geometry(cfg: Any) -> Optional[Geometry]:
             g.enh_size = pair(_get(bb, 'img_size', _default(MODELS, typ, 'img_size')))
             g.enh_patch = pair(_get(bb, 'patch_size', _default(MODELS, typ, 'patch_size')))
             g.with_neck = _get(model, 'neck') is not None
+        neck = _get(model, 'neck')
+        if neck is not None and g.enh_size is None:  # a feature-map enhancer + its neck
+            g.with_neck = True
+            g.enh_size, g.enh_size_key = pair(_get(neck, 'img_size')), 'neck.img_size'
+            g.neck_out = pair(_get(neck, 'out_size'))
         head = _get(model, 'head') or {}
         if str(_get(head, 'type', '')).split('.')[-1] == 'ResPixHead':
             g.head_patch = _get(head, 'patch_size')

@@ -63,6 +63,7 @@ class Geometry:
     gen_patch: Optional[Pair] = None
     gen_grid: Optional[Pair] = None
     enh_size: Optional[Pair] = None
+    enh_size_key: str = 'backbone.img_size'  # the option enh_size comes from
     enh_patch: Optional[Pair] = None
     with_neck: bool = False
     neck_out: Optional[Pair] = None
@@ -156,7 +157,7 @@ def _images(g: Geometry, grid: Optional[Pair]) -> None:
     for out in g.images:
         if g.enh_size is not None and out != g.enh_size:
             raise UserError(
-                f'the train pipeline makes {fmt(out)} images but {w}backbone.img_size '
+                f'the train pipeline makes {fmt(out)} images but {w}{g.enh_size_key} '
                 f'is {fmt(g.enh_size)}: make them equal')
     sizes = ([g.enh_size] if g.enh_size is not None else []) + g.images
     if isinstance(g.head_patch, int) and grid is not None:

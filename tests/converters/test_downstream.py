@@ -599,7 +599,10 @@ def test_benchmark_configs():
         assert init.type == 'Pretrained' and init.checkpoint, name
         if cfg.get('default_scope') == 'mmseg':
             assert cfg.model.pretrained is None, name
-            assert 'prefix' not in init, name  # mmseg's ViTs ignore prefix
+            if str(bb.type).startswith('mmpretrain.'):  # mmpretrain's names, 'backbone.'
+                assert init.prefix == 'backbone.', name
+            else:
+                assert 'prefix' not in init, name  # mmseg's own backbones ignore prefix
             for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
                 assert cfg[loader].collate_fn.type == 'pseudo_collate', name
             if bb.type in ('MAE', 'BEiT'):

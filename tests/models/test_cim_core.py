@@ -74,7 +74,8 @@ def test_a_cnn_enhancer_with_a_neck_takes_any_image_size():
     from helpers import tiny_resnet_cim_cfg
     model = MODELS.build(tiny_resnet_cim_cfg('revdet'))
     assert (model.batch_sizes.mask_grid, model.batch_sizes.image_size) == ((4, 4), None)
-    data = model.data_preprocessor(make_batch(img_size=24), True)  # the neck makes 4x4
+    # 32 px: levels 8x8 and 4x4, both merged onto the 4x4 grid by the neck
+    data = model.data_preprocessor(make_batch(img_size=32), True)
     losses = model.loss(data['inputs'], data['data_samples'])
     assert torch.isfinite(losses['loss_enh'])
 

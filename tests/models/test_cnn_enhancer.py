@@ -104,10 +104,18 @@ def test_neck_grid_options_and_validation():
         CNNPatchNeck((8, 16), 4, in_indices=(1, ))
     with pytest.raises(ValueError, match='not an integer grid'):
         CNNPatchNeck(16, 4, scale_factor=1.5)(c5)  # 7 * 1.5
-    with pytest.raises(ValueError, match=r'expected \[B, 8, H, W\]'):
+    with pytest.raises(ValueError, match=r'output 0 has 16 channels.*in_channels=\(16, 16\)'):
         CNNPatchNeck((8, 16), 4, out_size=14)((c5, c5))
-    with pytest.raises(ValueError, match='feature maps'):
+    with pytest.raises(ValueError, match=r'returns 1 outputs \(backbone.out_indices\)'):
         CNNPatchNeck((8, 16), 4, out_size=14)(c5)
+    with pytest.raises(ValueError, match='not a 2-D feature map'):
+        CNNPatchNeck(16, 4, out_size=14)(c5.mean((2, 3)))  # [B, C]: pooled
+    # the forward pass applies the grid rules too: 7x7 -> 28x28 is x4 (at most x2)
+    with pytest.raises(ValueError, match='4x coarser.*backbone.out_indices'):
+        CNNPatchNeck(16, 4, out_size=28)(c5)
+    with pytest.raises(ValueError, match='not an integer multiple'):
+        CNNPatchNeck(8, 4, out_size=4)(c4)  # 14x14 onto 4x4
+    assert CNNPatchNeck(16, 4, out_size=28, max_upsample=4)(c5)[0].shape == (2, 4, 28, 28)
     with pytest.raises(ValueError, match='out of range'):
         CNNPatchNeck(16, 4, in_indices=(2, ), out_size=14)((c4, c5))
 

@@ -1,7 +1,7 @@
 """The shipped Fashion-MNIST configs, run as a user runs them: ``tools/train.py``
 on a tiny fake Fashion-MNIST (idx files), a couple of iterations each.
 
-Pre-training (ViT and ResNet enhancers, ResPix and RevDet) must leave a
+Pre-training (ViT, ResNet, ConvNeXt and Swin enhancers, ResPix and RevDet) must leave a
 checkpoint, a log and a corruption picture, and ``--resume`` must continue it;
 the demo checkpoint must then convert into the Fashion-MNIST fine-tune config and
 train / evaluate there. The real data and the trained tokenizer are not needed.
@@ -30,6 +30,8 @@ DEMOS = [
     'cim-revdet_vit-tiny-p4_1xb64-500it_fashion-mnist-32px.py',
     'cim-respix_resnet18-w32_1xb64-500it_fashion-mnist-32px.py',
     'cim-revdet_resnet18-w32_1xb64-500it_fashion-mnist-32px.py',
+    'cim-respix_convnext-w64_1xb64-500it_fashion-mnist-32px.py',
+    'cim-revdet_swin-w64_1xb64-500it_fashion-mnist-32px.py',
 ]
 
 

@@ -81,7 +81,7 @@ for path in json.loads(sys.argv[1]):
     if rel.startswith('configs/cim/'):  # pre-training recipes and mmpretrain fine-tunes
         if 'tokenizer' in cfg.model:
             offline_tokenizer(cfg)
-        if 'resnet' in rel:  # mmpretrain's ResNet calls .item() at build
+        if any(f in rel for f in ('resnet', 'convnext', 'swin')):  # .item() at build
             model = MODELS.build(cfg.model)
         else:
             with torch.device('meta'):

@@ -24,8 +24,11 @@ the command exit 1 and write nothing, unless ``--allow-mismatch``.
 Targets: ``mmpretrain`` (``backbone.``-prefixed keys: ``init_cfg=dict(
 type='Pretrained', checkpoint=OUT, prefix='backbone.')`` or ``load_from``),
 ``mmseg`` (backbone-relative keys for mmseg's MAE / BEiT / VisionTransformer /
-ResNet / ResNetV1c: ``init_cfg=dict(type='Pretrained', checkpoint=OUT)``),
-``timm`` (a plain state dict in timm's vit_* / beit_* / resnet* naming).
+ResNet / ResNetV1c / SwinTransformer: ``init_cfg=dict(type='Pretrained', checkpoint=OUT)``;
+an ``mmpretrain.*`` backbone such as ``mmpretrain.ConvNeXt`` keeps the ``backbone.``
+prefix), ``timm`` (a plain state dict in timm's vit_* / beit_* / resnet* naming).
+A ConvNeXt / Swin (any feature-map) enhancer needs ``--target-config``: the shipped
+ones are ``configs/cim/benchmarks/*convnext*`` and ``*swin*``.
 """
 from __future__ import annotations
 
@@ -56,8 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='the mmpretrain/mmseg config you will train with: its '
                    'model.backbone is the target (recommended)')
     p.add_argument('--arch', default='auto', choices=['auto', *ARCH_PRESETS],
-                   help='without --target-config: auto = the enhancer architecture '
-                   'read from the checkpoint; a preset also checks the dims')
+                   help='without --target-config (ViT / ResNet enhancers): auto = the '
+                   'enhancer architecture read from the checkpoint; a preset also checks '
+                   'the dims')
     p.add_argument('--img-size', type=int, default=None,
                    help='without --target-config: the target input size (e.g. 512 for '
                    'ADE20K); position embeddings / relative position tables are '

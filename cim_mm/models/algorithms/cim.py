@@ -12,9 +12,9 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from cim_mm.compat import ENABLE_ENTRY, missing
-from cim_mm.utils.config_check import model_geometry
+from cim_mm.utils.config_check import check_model_geometry, model_geometry
 from cim_mm.utils.errors import UserError
-from cim_mm.utils.geometry import BatchSizes, Geometry, batch_sizes, check_geometry
+from cim_mm.utils.geometry import BatchSizes, Geometry, batch_sizes
 
 from ..data_preprocessors import CIMDataPreprocessor
 
@@ -104,10 +104,11 @@ class CIM(BaseSelfSupervisor):
     def _check_geometry(self) -> None:
         """One-line :class:`UserError` when the tokenizer / generator / enhancer /
         head grids or the vocabularies disagree (the rules of
-        :mod:`cim_mm.utils.geometry`); keeps the sizes a batch must have."""
-        g = self.geometry()
-        check_geometry(g)
-        self.batch_sizes: BatchSizes = batch_sizes(g)
+        :mod:`cim_mm.utils.geometry`), or a feature-map enhancer cannot reach the
+        token grid (:func:`cim_mm.utils.check_model_geometry`); keeps the sizes a
+        batch must have."""
+        check_model_geometry(self)
+        self.batch_sizes: BatchSizes = batch_sizes(self.geometry())
 
     @staticmethod
     def _warn_if_compat_missing() -> None:
