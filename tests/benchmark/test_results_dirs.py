@@ -36,7 +36,8 @@ def kept_names() -> set[str]:
 
 
 @pytest.mark.parametrize('argv, folder', [
-    ([], 'vit'), (['--track', 'resnet'], 'resnet'), (['--ablate', 'all'], 'ablation'),
+    ([], 'vit'), (['--track', 'resnet'], 'resnet'), (['--track', 'convnext'], 'convnext'),
+    (['--track', 'swin'], 'swin'), (['--ablate', 'all'], 'ablation'),
     (['--scale', 'gpu'], 'vit_gpu')])
 def test_tracks_write_into_their_results_folder_by_default(argv, folder):
     tool = _benchmark()
@@ -60,7 +61,8 @@ def test_seg_track_and_suite_defaults(monkeypatch):
     monkeypatch.setattr(tool, '_check_data_root', lambda o: None)
     assert tool.main(['--suite']) == 0
     assert seen == [osp.join(RESULTS, t) for t in ('vit', 'resnet', 'ablation')]
-    assert set(DEFAULT_WORK_DIRS) == {'vit', 'resnet', 'ablation', 'seg', 'vit_gpu'}
+    assert set(DEFAULT_WORK_DIRS) == {'vit', 'resnet', 'convnext', 'swin', 'ablation', 'seg',
+                                      'vit_gpu'}
 
 
 def test_tools_write_their_figures_there_by_default():
