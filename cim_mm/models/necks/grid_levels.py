@@ -44,27 +44,27 @@ def _as_tuple(out) -> tuple:
 def probe_levels(backbone: nn.Module, img_size: Pair) -> list[tuple[int, ...]]:
     """The shape of each output of ``backbone`` for one ``img_size`` image.
 
-    Runs the backbone on meta tensors of its parameters' shapes (no memory, no
-    compute, no state touched); a backbone whose forward cannot run on meta
-    tensors (a data-dependent branch) runs once on a zero image, without
-    gradients, in eval mode, and gets its mode back.
+    Runs the backbone, in eval mode (no SyncBN collective, no random draw), on
+    meta tensors of its parameters' shapes (no memory, no compute, no state
+    touched); a backbone whose forward cannot run on meta tensors (a
+    data-dependent branch) runs once on a zero image, without gradients. The
+    backbone gets its mode back.
     """
     x = torch.zeros(1, _in_channels(backbone), *img_size, device='meta')
     state = {k: torch.empty_like(v, device='meta')
              for k, v in [*backbone.named_parameters(), *backbone.named_buffers()]}
-    try:
-        with torch.no_grad():
-            out = torch.func.functional_call(backbone, state, (x, ), strict=False)
-        return [tuple(o.shape) if isinstance(o, torch.Tensor) else () for o in _as_tuple(out)]
-    except Exception:  # noqa: BLE001  (fall back to one real forward)
-        pass
-    param = next(iter(backbone.parameters()), None)
-    device = param.device if param is not None else torch.device('cpu')
+    # eval mode for both probes: a training-mode SyncBN would run collectives
+    # (other ranks never join them), dropout / drop path would draw random numbers
     training = backbone.training
     backbone.eval()
     try:
         with torch.no_grad():
-            out = backbone(torch.zeros(1, x.shape[1], *img_size, device=device))
+            try:
+                out = torch.func.functional_call(backbone, state, (x, ), strict=False)
+            except Exception:  # noqa: BLE001  (fall back to one real forward)
+                param = next(iter(backbone.parameters()), None)
+                device = param.device if param is not None else torch.device('cpu')
+                out = backbone(torch.zeros(1, x.shape[1], *img_size, device=device))
     finally:
         backbone.train(training)
     return [tuple(o.shape) if isinstance(o, torch.Tensor) else () for o in _as_tuple(out)]
