@@ -17,10 +17,14 @@ H100_SXM_BF16_DENSE_TFLOPS = 989.4
 # the methods timed at the batch size, in the order they run (CIM-ResPix first:
 # the largest memory, so a batch that fits it fits the others); the large
 # batch times LARGE_BATCH_METHODS again
-METHODS = ('cim-respix', 'beit', 'cim-resnet50', 'cim-revdet', 'mae')
+METHODS = ('cim-respix', 'beit', 'cim-resnet50', 'cim-revdet', 'mae', 'cim-convnext-t',
+           'cim-swin-t')
 LARGE_BATCH_METHODS = ('cim-respix', 'beit')
 # the methods whose GPU switches are timed on and off (the switches stage)
 SWITCH_METHODS = ('cim-respix', )
+# the feature-map recipes, whose enhancer compile is timed on and off (the
+# enhancer_compile stage)
+ENHANCER_METHODS = ('cim-resnet50', 'cim-convnext-t', 'cim-swin-t')
 
 # tiny DALL-E / ViT of the dry run (the layout of the official model, shrunk)
 TOY_DALLE = dict(vocab_size=64, n_hid=16, n_blk_per_group=1, n_init=8)
@@ -76,7 +80,8 @@ def full_settings(peak_tflops: float = H100_SXM_BF16_DENSE_TFLOPS,
         stage_limits_s={'assets': 60, 'matmul': 20, 'loader': 45, 'cim-respix': 150,
                         'beit': 90, 'switches': 150, 'large_batch': 150, 'cim-resnet50': 75,
                         'decode': 30,
-                        'amp_resume': 120, 'cim-revdet': 60, 'mae': 30},
+                        'amp_resume': 120, 'cim-revdet': 60, 'mae': 30,
+                        'cim-convnext-t': 60, 'cim-swin-t': 60, 'enhancer_compile': 240},
         decode_batch=32,
         plain_gflops={'cim-respix': 229.3, 'cim-revdet': 228.6, 'beit': 160.1,
                       'mae': 56.3})
@@ -93,6 +98,6 @@ def toy_settings(peak_tflops: float = H100_SXM_BF16_DENSE_TFLOPS,
         # CIM-ResPix traces the compile path (dynamo, backend eager): ~15 s of CPU
         stage_limits_s={'assets': 30, 'matmul': 10, 'loader': 30,
                         **{m: 30 for m in METHODS}, 'cim-respix': 60, 'large_batch': 40,
-                        'switches': 40,
+                        'switches': 40, 'enhancer_compile': 90,
                         'decode': 20, 'amp_resume': 120},
         min_batch=2, decode_batch=2)
