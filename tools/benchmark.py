@@ -8,6 +8,7 @@
     python tools/benchmark.py --ablate all --budget-s 480   # the CIM ablations
     python tools/benchmark.py --track seg --seeds 3 --pretrain-missing  # segmentation
     python tools/benchmark.py --readme-table WORK_DIR       # README table of a run
+    python tools/benchmark.py --across-table                # README: CIM across architectures
 
 Each track writes into its own folder of ``benchmarks/results/`` unless
 ``--work-dir`` says otherwise (``vit``, ``resnet``, ``ablation``, ``seg``;
@@ -159,6 +160,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help='--suite: pre-training budget of each ablation')
     p.add_argument('--report-only', action='store_true',
                    help='run nothing: rewrite the report from the finished runs')
+    p.add_argument('--across-table', nargs='*', metavar='TRACK=DIR', default=None,
+                   help='print the README table "CIM across architectures" (per family: '
+                   'CIM\'s better variant, the family\'s MIM peer, random init) from the '
+                   'tracks\' results.json and exit; default folders: each track\'s own, '
+                   'or TRACK=DIR')
     p.add_argument('--readme-table', metavar='WORK_DIR', default=None,
                    help='print the README table (markdown) of WORK_DIR/results.json and exit')
     seg = p.add_argument_group('--track seg')
@@ -349,6 +355,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from cim_mm.utils.cli import user_errors_as_one_line
     with user_errors_as_one_line('benchmark.py'):
+        if args.across_table is not None:
+            from benchmarks.across import FAMILIES, across_table
+            dirs = {t: default_work_dir(t) for t, _ in FAMILIES.values()}
+            for item in args.across_table:
+                track, sep, folder = item.partition('=')
+                if not sep or track not in dirs:
+                    raise UserError(f'--across-table {item}: give TRACK=DIR with TRACK one of '
+                                    + ', '.join(dirs))
+                dirs[track] = folder
+            print(across_table(dirs), end='')
+            return 0
         if args.readme_table:
             from benchmarks.io import read_json
             from benchmarks.report import readme_table
