@@ -101,8 +101,7 @@ auto_scale_lr = dict(base_batch_size=2048)
 # Speed (CUDA only, no effect on CPU): cuDNN picks its fastest convolutions (the frozen
 # DALL-E tokenizer's), and the generator's layers are torch.compile'd in place (same
 # checkpoint keys; compile time, graphs and graph breaks logged). The Swin stages stay
-# eager (compile_enhancer=True compiles them: they trace whole on the CPU too, no graph
-# break, no recompile after the first step, but their trace takes minutes: each block
+# eager (compile_enhancer=True compiles them; their trace takes minutes: each block
 # builds its shifted-window mask in the forward) until a GPU run shows that it pays; so
 # does the tokenizer (compile_tokenizer=True). Off: drop the hook.
 env_cfg = dict(cudnn_benchmark=True)
