@@ -37,10 +37,13 @@ def test_better_variant_is_chosen_on_linear_and_finetune_and_rows_are_ordered(tm
     lines = [ln for ln in table.splitlines() if ln.startswith('| ')][1:]
     assert [ln.split('|')[2].strip() for ln in lines] == ['CIM-REVDET', 'SPARK', 'RANDOM']
     assert lines[0].startswith('| ConvNeXt | CIM-REVDET |') and lines[1].startswith('|  |')
-    # medians with ranges; the peer's 80 is the best fine-tune, bold; SimCLR is not a row
-    assert '63.00 (62.00–64.00)' in lines[0] and '**80.00 (80.00–80.00)**' in lines[1]
+    # linear and fine-tune medians with ranges; the peer's are the best, bold
+    assert lines[0].endswith('| 72.00 (72.00–72.00) | 63.00 (62.00–64.00) |')
+    assert lines[1].endswith('| **75.00 (75.00–75.00)** | **80.00 (80.00–80.00)** |')
     assert 'SIMCLR' not in table and 'Swin' not in table  # no results: no block
-    assert '`python tools/benchmark.py --track convnext`, 1 h 02 min' in table
+    link = osp.relpath(osp.join(conv, 'results.md'), ROOT)  # repository-relative
+    assert f'[ConvNeXt]({link}) 1 h 02 min' in table
+    assert '80.00 (80.00' not in lines[0] + lines[2]  # k-NN is not a column
     summary = [dict(method='cim-respix', n_ok=1, linear_top1=None, finetune_top1=50.)]
     assert better_cim(summary) is None  # a row without both figures is not chosen
 
@@ -52,7 +55,7 @@ def test_cli_prints_the_table_and_refuses_an_unknown_track(tmp_path, capsys):
     assert main(['--across-table', f'swin={d}', 'vit=' + str(tmp_path / 'x'),
                  'resnet=' + str(tmp_path / 'x'), 'convnext=' + str(tmp_path / 'x')]) == 0
     out = capsys.readouterr().out
-    assert '| Swin | CIM-RESPIX |' in out and 'ViT' not in out.split('\n\n')[0]
+    assert '| Swin | CIM-RESPIX (1/1 seeds) |' not in out and '| Swin | CIM-RESPIX |' in out and 'ViT' not in out.split('\n\n')[0]
     with pytest.raises(SystemExit):
         main(['--across-table', 'deit=dir'])
     assert 'give TRACK=DIR with TRACK one of vit, resnet, convnext, swin' in \
