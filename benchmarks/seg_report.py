@@ -19,7 +19,7 @@ import numpy as np
 
 from .io import write_json
 from .report import _fmt_seconds, spread, ties
-from .seg_specs import MODE_LABELS, row_label, row_name
+from .seg_specs import MODE_LABELS, TRACK_TITLES, has_mode, row_label, row_name
 
 METRICS = ('mIoU', 'mAcc')
 
@@ -52,7 +52,8 @@ def summarize(results: list[dict], modes: list[str]) -> list[dict]:
                     row[f'{key}_min'], row[f'{key}_max'] = min(vals), max(vals)
                 else:
                     row[key] = None
-        row['n_ok'] = min(row[f'{m}_n_ok'] for m in modes)  # for report.spread / ties
+        # for report.spread / ties: over the modes the row runs in
+        row['n_ok'] = min((row[f'{m}_n_ok'] for m in modes if row[f'{m}_n_seeds']), default=0)
         row['error'] = errors[0] if errors else None
         out.append(row)
     return out
@@ -97,7 +98,7 @@ def readme_table(data: dict) -> str:
         rows = [r for r in summary if r['track'] == track]
         tied = _tied(rows, keys)
         for r in rows:
-            done = min(r[f'{m}_n_ok'] for m in modes)
+            done = r['n_ok']
             planned = max(r[f'{m}_n_seeds'] for m in modes)
             L.append(f'| {r["label"]} | ' + ' | '.join(_cells(r, keys, tied))
                      + f' | {done}/{planned} |')
@@ -125,9 +126,9 @@ def markdown(results: list[dict], meta: dict) -> str:
         rows = [r for r in summary if r['track'] == track]
         if not rows:
             continue
-        keys = figures(modes)
+        keys = figures([m for m in modes if has_mode(track, m)])
         tied = _tied(rows, keys)
-        L += ['', f'## {"ViT (tiny, patch 4)" if track == "vit" else "ResNet-18 (w32)"}', '']
+        L += ['', f'## {TRACK_TITLES[track]}', '']
         L.append('| Method | ' + ' | '.join(f'{MODE_LABELS[k.split("_")[0]]}: {k.split("_")[1]}'
                                            for k in keys) + ' | Status |')
         L.append('|---|' + '---:|' * len(keys) + '---|')

@@ -35,7 +35,7 @@ from .scales import build_scale
 from .seg_config import config_digest
 from .seg_data import ensure_scenes, scenes_id
 from .seg_report import write_seg_report
-from .seg_specs import parse_seg_methods, row_label, seg_config
+from .seg_specs import has_mode, parse_seg_methods, row_label, seg_config
 from .specs import build_spec
 
 #: rough seconds of one run at the configs' 400 iterations (2 idle cores, 64 px,
@@ -65,13 +65,14 @@ def _eval_backbone(track: str, method: str) -> dict:
 
 def units(opts: dict) -> list[tuple[str, str, int, str]]:
     """(track, method, seed, mode) of every run, seed-major (a table cut short
-    has complete rows)."""
+    has complete rows); a track runs only the modes it has a config for."""
     rows = parse_seg_methods(opts.get('methods'), opts['tracks'])
     out = []
     for sd in seed_list(opts):
         for track in opts['tracks']:
             for m in rows[track]:
-                out += [(track, m, sd, mode) for mode in opts['modes']]
+                out += [(track, m, sd, mode) for mode in opts['modes']
+                        if has_mode(track, mode)]
     return out
 
 

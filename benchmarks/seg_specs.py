@@ -1,8 +1,12 @@
 """The rows and modes of the seg track: which pre-trained backbone goes into which
 shipped mmseg config.
 
-Rows: per pre-training track (``vit`` / ``resnet``) the methods whose
-``backbone.pth`` the seg track fine-tunes (random init: no weights). Modes:
+Rows: per pre-training track (``vit`` / ``resnet`` / ``convnext`` / ``swin``)
+the methods whose ``backbone.pth`` the seg track fine-tunes (random init: no
+weights). The ConvNeXt and Swin tracks bring CIM's two variants and random init
+only, fine-tuned only (UperNet): at this budget the seg track has not separated
+pre-training from random init on the ViT rows, so their CPU hours go where a
+difference can show. Modes:
 
 * ``finetune`` -- UperNet, the whole backbone trained with the config's
   layer-wise lr decay (ViT) or SGD (ResNet);
@@ -29,8 +33,17 @@ SEG_METHODS: dict[str, tuple[str, ...]] = {
     'vit': ('cim-respix', 'cim-revdet', 'mae', 'beit', 'simmim', 'maskfeat', 'croco',
             'random'),
     'resnet': ('cim-respix', 'cim-revdet', 'spark', 'densecl', 'simclr', 'random'),
+    'convnext': ('cim-respix', 'cim-revdet', 'random'),
+    'swin': ('cim-respix', 'cim-revdet', 'random'),
 }
 SEG_TRACKS = tuple(SEG_METHODS)
+#: the rows of ``--from-track``'s default: the two tracks with both modes
+DEFAULT_SEG_TRACKS = ('vit', 'resnet')
+TRACK_LABELS = {'vit': 'ViT', 'resnet': 'ResNet-18', 'convnext': 'ConvNeXt',
+                'swin': 'Swin'}
+#: the section title of a track in the seg report
+TRACK_TITLES = {'vit': 'ViT (tiny, patch 4)', 'resnet': 'ResNet-18 (w32)',
+                'convnext': 'ConvNeXt (w64, three stages)', 'swin': 'Swin (w64, three stages)'}
 MODES = ('finetune', 'frozen')
 MODE_LABELS = {'finetune': 'UperNet, fine-tuned', 'frozen': 'frozen backbone, linear head'}
 
@@ -42,12 +55,32 @@ SEG_CONFIGS: dict[tuple[str, str], str] = {
     ('vit', 'frozen'): _BENCH + 'fcn_vit-tiny-p4_cim-pre-frozen' + _SUFFIX,
     ('resnet', 'finetune'): _BENCH + 'upernet_r18-w32_cim-pre' + _SUFFIX,
     ('resnet', 'frozen'): _BENCH + 'fcn_r18-w32_cim-pre-frozen' + _SUFFIX,
+    ('convnext', 'finetune'): _BENCH + 'upernet_convnext-w64_cim-pre' + _SUFFIX,
+    ('swin', 'finetune'): _BENCH + 'upernet_swin-w64_cim-pre' + _SUFFIX,
 }
 #: (track, mode, method) -> a config that replaces the track's for that method
 METHOD_CONFIGS: dict[tuple[str, str, str], str] = {
     ('vit', 'frozen', 'beit'):
         'configs/benchmarks_peers/fcn_beit-tiny-p4_beit-pre-frozen' + _SUFFIX,
 }
+
+
+def has_mode(track: str, mode: str) -> bool:
+    """Whether the track's rows run in ``mode`` (a shipped config exists)."""
+    return (track, mode) in SEG_CONFIGS
+
+
+def parse_seg_tracks(text: str) -> list[str]:
+    """``--from-track``: 'vit,resnet' -> those tracks in table order; 'all': every
+    track with seg rows."""
+    if text.strip() == 'all':
+        return list(SEG_TRACKS)
+    wanted = [t.strip() for t in text.split(',') if t.strip()]
+    unknown = [t for t in wanted if t not in SEG_TRACKS]
+    if not wanted or unknown:
+        raise ValueError(f'--from-track {text}: choose from {", ".join(SEG_TRACKS)} '
+                         '(comma-separated) or all')
+    return [t for t in SEG_TRACKS if t in wanted]
 
 
 def seg_config(track: str, mode: str, method: str) -> str:
@@ -63,8 +96,7 @@ def row_name(track: str, method: str) -> str:
 
 
 def row_label(track: str, method: str) -> str:
-    what = 'ViT' if track == 'vit' else 'ResNet-18'
-    return f'{what}: {RESNET_LABELS.get(method, method)}'
+    return f'{TRACK_LABELS[track]}: {RESNET_LABELS.get(method, method)}'
 
 
 def parse_seg_methods(text: str | None, tracks: list[str]) -> dict[str, list[str]]:

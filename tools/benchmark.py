@@ -8,6 +8,7 @@
     python tools/benchmark.py --ablate all --budget-s 480   # the CIM ablations
     python tools/benchmark.py --track seg --seeds 3 --pretrain-missing  # segmentation
     python tools/benchmark.py --readme-table WORK_DIR       # README table of a run
+    python tools/benchmark.py --across-table                # README: CIM across architectures
 
 Each track writes into its own folder of ``benchmarks/results/`` unless
 ``--work-dir`` says otherwise (``vit``, ``resnet``, ``ablation``, ``seg``;
@@ -159,15 +160,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help='--suite: pre-training budget of each ablation')
     p.add_argument('--report-only', action='store_true',
                    help='run nothing: rewrite the report from the finished runs')
+    p.add_argument('--across-table', nargs='*', metavar='TRACK=DIR', default=None,
+                   help='print the README table "CIM across architectures" (per family: '
+                   'CIM\'s better variant, the family\'s MIM peer, random init) from the '
+                   'tracks\' results.json and exit; default folders: each track\'s own, '
+                   'or TRACK=DIR')
     p.add_argument('--readme-table', metavar='WORK_DIR', default=None,
                    help='print the README table (markdown) of WORK_DIR/results.json and exit')
     seg = p.add_argument_group('--track seg')
-    seg.add_argument('--from-track', choices=('vit', 'resnet', 'all'), default='all',
-                     help='whose pre-trained backbones to fine-tune on the scenes')
+    seg.add_argument('--from-track', default='vit,resnet', metavar='TRACKS',
+                     help='whose pre-trained backbones to fine-tune on the scenes: '
+                     'vit, resnet, convnext, swin (comma-separated) or all; the convnext '
+                     'and swin rows (CIM and random init) run fine-tuned only')
     seg.add_argument('--pretrained-dir', action='append', default=None, metavar='[TRACK=]DIR',
                      help='work dir of the pre-training track (DIR alone with one '
-                     '--from-track; repeatable as vit=DIR / resnet=DIR); default: '
-                     f'{DEFAULT_WORK_DIRS["vit"]} and {DEFAULT_WORK_DIRS["resnet"]}')
+                     '--from-track; repeatable as vit=DIR / convnext=DIR); default: each '
+                     f'track\'s own ({DEFAULT_WORK_DIRS["vit"]}, ...)')
     seg.add_argument('--pretrain-missing', action='store_true',
                      help='pre-train the missing backbones first with the track\'s own '
                      'command (with this command\'s --seeds, --budget-s, --clock, ...); '
@@ -291,18 +299,22 @@ def _pretrain_args(args: argparse.Namespace) -> list[str]:
 def seg_options(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     """The options of benchmarks.seg_runner from the command line."""
     from benchmarks.seg_data import default_root
-    from benchmarks.seg_specs import MODES, SEG_TRACKS, parse_seg_methods
+    from benchmarks.seg_specs import (MODES, SEG_TRACKS, has_mode, parse_seg_methods,
+                                      parse_seg_tracks)
     if args.ablate or args.suite or args.scale != 'cpu-small':
         raise UserError('--track seg runs on the cpu-small tracks\' backbones: drop '
                         '--ablate / --suite / --scale')
-    tracks = list(SEG_TRACKS) if args.from_track == 'all' else [args.from_track]
+    try:
+        tracks = parse_seg_tracks(args.from_track)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     dirs = {t: default_work_dir(t) for t in SEG_TRACKS}
     for item in args.pretrained_dir or []:
         track, sep, folder = item.partition('=')
         if not sep:
             if len(tracks) != 1:
-                raise UserError(f'--pretrained-dir {item}: with --from-track all, say whose: '
-                                'vit=DIR / resnet=DIR')
+                raise UserError(f'--pretrained-dir {item}: with {len(tracks)} tracks, say '
+                                'whose: ' + ' / '.join(f'{t}=DIR' for t in tracks))
             track, folder = tracks[0], item
         if track not in SEG_TRACKS:
             raise UserError(f'--pretrained-dir {item}: unknown track {track!r}')
@@ -310,6 +322,10 @@ def seg_options(args: argparse.Namespace, argv: list[str] | None = None) -> dict
     modes = [m.strip() for m in args.seg_modes.split(',') if m.strip()]
     if not modes or any(m not in MODES for m in modes):
         raise UserError(f'--seg-modes {args.seg_modes}: choose from {", ".join(MODES)}')
+    idle = [t for t in tracks if not any(has_mode(t, m) for m in modes)]
+    if idle:
+        raise UserError(f'--seg-modes {args.seg_modes}: the {", ".join(idle)} rows run '
+                        'fine-tuned only: add finetune')
     for flag, v in (('--seg-iters', args.seg_iters), ('--scene-size', args.scene_size),
                     ('--seeds', args.seeds)):
         if v < 1:
@@ -339,6 +355,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from cim_mm.utils.cli import user_errors_as_one_line
     with user_errors_as_one_line('benchmark.py'):
+        if args.across_table is not None:
+            from benchmarks.across import FAMILIES, across_table
+            dirs = {t: default_work_dir(t) for t, _ in FAMILIES.values()}
+            for item in args.across_table:
+                track, sep, folder = item.partition('=')
+                if not sep or track not in dirs:
+                    raise UserError(f'--across-table {item}: give TRACK=DIR with TRACK one of '
+                                    + ', '.join(dirs))
+                dirs[track] = folder
+            print(across_table(dirs), end='')
+            return 0
         if args.readme_table:
             from benchmarks.io import read_json
             from benchmarks.report import readme_table

@@ -28,21 +28,25 @@ from . import stages
 from .context import REPO_ROOT, CheckContext
 from .models import synthetic_batch
 from .resume import amp_resume
-from .fast_path import CUDA_ONLY_SWITCHES, GPU_SWITCHES, gpu_switches, recipe_speed
+from .fast_path import (CUDA_ONLY_SWITCHES, ENHANCER_SWITCH, GPU_SWITCHES, gpu_switches,
+                        recipe_speed)
 from .models import model_config, speed_recipe
 from .regressions import TOLERANCE, find_regressions
-from .settings import LARGE_BATCH_METHODS, METHODS, SWITCH_METHODS, CheckSettings
+from .settings import (ENHANCER_METHODS, LARGE_BATCH_METHODS, METHODS, SWITCH_METHODS,
+                       CheckSettings)
 from .steps import time_method
 
 # in order of what matters most, should the budget run out: the CIM-ResPix /
-# BEiT v1 pair at both batch sizes first, the reference peers last
+# BEiT v1 pair at both batch sizes first, the reference peers, then the
+# ConvNeXt-T / Swin-T recipes last
 STAGES = ('assets', 'matmul', 'loader', 'cim-respix', 'beit', 'switches', 'large_batch',
-          'cim-resnet50', 'decode', 'amp_resume', 'cim-revdet', 'mae')
+          'cim-resnet50', 'decode', 'amp_resume', 'cim-revdet', 'mae', 'cim-convnext-t',
+          'cim-swin-t', 'enhancer_compile')
 assert set(METHODS) <= set(STAGES)
 # without these, nothing after can run
 ESSENTIAL = ('assets', )
 # these run on the batch the loader stage keeps
-BATCH_STAGES = (*METHODS, 'large_batch', 'switches', 'decode')
+BATCH_STAGES = (*METHODS, 'large_batch', 'switches', 'enhancer_compile', 'decode')
 
 
 class StageTimeout(Exception):
@@ -114,7 +118,8 @@ def _stage_fns(ctx: CheckContext, dalle_dir: Optional[str], res: dict) -> dict[s
         decode=lambda: stages.decode(ctx),
         amp_resume=lambda: amp_resume(ctx),
         large_batch=lambda: _large_batch(ctx, res),
-        switches=lambda: _switches(ctx, res))
+        switches=lambda: _switches(ctx, res),
+        enhancer_compile=lambda: _enhancer_compile(ctx, res))
     for m in METHODS:
         fns[m] = (lambda m=m: time_method(ctx, m, breakdown=m == 'cim-respix'))
     return fns
@@ -138,25 +143,46 @@ def _switches(ctx: CheckContext, res: dict) -> dict:
     out = res.setdefault('switches', {})
     out.clear()
     for m in SWITCH_METHODS:
-        shipped = (res['steps'].get(m) or {})
-        on = gpu_switches(recipe_speed(speed_recipe(ctx.scale, m)),
-                          model_config(ctx.scale, m))
         rows = out.setdefault(m, {})
         for name in GPU_SWITCHES:
-            if not ctx.is_cuda and name in CUDA_ONLY_SWITCHES:
-                rows[name] = dict(shipped='on' if on[name] else 'off', step_on_s=None,
-                                  step_off_s=None, skipped=CUDA_ONLY_SWITCHES[name])
-                continue
-            x = time_method(ctx, m, count=False, flip={name: not on[name]})
-            flipped = dict(step_s=x['step_s'], compile_s=x['compile_s'],
-                           compiled=x['compiled'], dynamo=x['dynamo'],
-                           compile_status=x['switches']['compile'])
-            step_on, step_off = (shipped.get('step_s'), x['step_s']) if on[name] else (
-                x['step_s'], shipped.get('step_s'))
-            rows[name] = dict(shipped='on' if on[name] else 'off', step_on_s=step_on,
-                              step_off_s=step_off, flipped=flipped,
-                              on_over_off=step_on / step_off if step_on and step_off else None)
+            rows[name] = _flipped_row(ctx, res, m, name)
     return out
+
+
+def _enhancer_compile(ctx: CheckContext, res: dict) -> dict:
+    """The feature-map recipes' ``compile_enhancer`` set against each recipe:
+    the step with it on and off, per method as soon as it is there (a stage
+    stopped at its limit keeps the first)."""
+    out = res.setdefault('enhancer_compile', {})
+    out.clear()
+    for m in ENHANCER_METHODS:
+        out[m] = {ENHANCER_SWITCH: _flipped_row(ctx, res, m, ENHANCER_SWITCH)}
+    return out
+
+
+def _flipped_row(ctx: CheckContext, res: dict, method: str, name: str) -> dict:
+    """GPU switch ``name`` of ``method`` set against its recipe: the step with it
+    on and off, the other value the step as shipped (the method's own stage)."""
+    shipped = res['steps'].get(method) or {}
+    on = gpu_switches(recipe_speed(speed_recipe(ctx.scale, method)),
+                      model_config(ctx.scale, method))[name]
+    why = None
+    if not ctx.is_cuda and name in CUDA_ONLY_SWITCHES:
+        why = CUDA_ONLY_SWITCHES[name]
+    elif (not ctx.is_cuda and name == ENHANCER_SWITCH
+          and method not in ctx.settings.cpu_traced_enhancers):
+        why = 'its trace takes minutes on the CPU: timed on CUDA only'
+    if why:
+        return dict(shipped='on' if on else 'off', step_on_s=None, step_off_s=None,
+                    skipped=why)
+    x = time_method(ctx, method, count=False, flip={name: not on})
+    flipped = dict(step_s=x['step_s'], compile_s=x['compile_s'], compiled=x['compiled'],
+                   dynamo=x['dynamo'], compile_status=x['switches']['compile'])
+    step_on, step_off = ((shipped.get('step_s'), x['step_s']) if on
+                         else (x['step_s'], shipped.get('step_s')))
+    return dict(shipped='on' if on else 'off', step_on_s=step_on, step_off_s=step_off,
+                flipped=flipped,
+                on_over_off=step_on / step_off if step_on and step_off else None)
 
 
 def run_check(settings: CheckSettings, out_dir: str, dalle_dir: Optional[str] = None,
@@ -288,7 +314,7 @@ def _brief(name: str, res: dict) -> str:
         return _brief_step(x)
     if name == 'large_batch':
         return '; '.join(f'{m}: {_brief_step(v)}' for m, v in x.items())
-    if name == 'switches':
+    if name in ('switches', 'enhancer_compile'):
         return '; '.join(f"{m} {k} (shipped {v['shipped']}): " + (
             f"skipped ({v['skipped']})" if v.get('skipped') else
             f"on {_f4(v['step_on_s'])} / off {_f4(v['step_off_s'])} s")

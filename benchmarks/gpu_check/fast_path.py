@@ -33,6 +33,9 @@ PEER_COMPILE = {
 #: the recipes' switches whose worth only a GPU shows: the check times the step
 #: with each set against the recipe (``flip``), besides the step as shipped
 GPU_SWITCHES = ('compile_blocks', 'compile_tokenizer', 'cudnn_benchmark', 'flex_attention')
+#: the feature-map recipes' GPU switch (their hook's ``compile_enhancer``): the
+#: check's ``enhancer_compile`` stage times it on and off
+ENHANCER_SWITCH = 'compile_enhancer'
 # switches whose flipped step cannot run without CUDA, and why
 CUDA_ONLY_SWITCHES = {
     'flex_attention': 'FlexAttention has no backward on the CPU (torch 2.14): timed on CUDA only',
@@ -74,6 +77,7 @@ def gpu_switches(speed: dict, model: Optional[dict] = None) -> dict[str, bool]:
     hook = speed['compile_hook']
     out = dict(compile_blocks=hook is not None,
                compile_tokenizer=bool(hook and hook.get('compile_tokenizer', False)),
+               compile_enhancer=bool(hook and hook.get('compile_enhancer', False)),
                cudnn_benchmark=speed['cudnn_benchmark'])
     for name, (on, _) in MODEL_SWITCHES.items():
         out[name] = model is not None and all(get_dotted(model, k) == v for k, v in on.items())
@@ -114,11 +118,14 @@ def flip_switches(speed: dict, flip: dict[str, bool]) -> dict:
     ``compile_blocks=False`` drops the compile hook (the tokenizer's compile
     with it), ``compile_blocks=True`` adds the default one; ``compile_tokenizer``
     sets the hook's switch (adding a hook that compiles only the tokenizer when
-    the recipe has none); ``cudnn_benchmark`` sets ``env_cfg``'s. Switches of
-    the model dict (:data:`MODEL_SWITCHES`) are set by :func:`model_overrides`."""
-    unknown = set(flip) - set(GPU_SWITCHES)
+    the recipe has none); ``compile_enhancer`` sets the hook's (a recipe whose
+    hook names no ``enhancer_modules`` has no such switch); ``cudnn_benchmark``
+    sets ``env_cfg``'s. Switches of the model dict (:data:`MODEL_SWITCHES`) are
+    set by :func:`model_overrides`."""
+    known = (*GPU_SWITCHES, ENHANCER_SWITCH)
+    unknown = set(flip) - set(known)
     if unknown:
-        raise ValueError(f'unknown GPU switch(es) {sorted(unknown)}; known: {GPU_SWITCHES}')
+        raise ValueError(f'unknown GPU switch(es) {sorted(unknown)}; known: {known}')
     speed = dict(speed)
     hook = dict(speed['compile_hook']) if speed['compile_hook'] else None
     if 'compile_blocks' in flip:
@@ -128,6 +135,11 @@ def flip_switches(speed: dict, flip: dict[str, bool]) -> dict:
             hook = dict(type='CompileBlocksHook', modules=())
         if hook is not None:
             hook['compile_tokenizer'] = flip['compile_tokenizer']
+    if ENHANCER_SWITCH in flip:
+        if hook is None or not hook.get('enhancer_modules'):
+            raise ValueError(f'{speed.get("config")}: its CompileBlocksHook names no '
+                             'enhancer_modules, so it has no compile_enhancer switch')
+        hook['compile_enhancer'] = flip[ENHANCER_SWITCH]
     if 'cudnn_benchmark' in flip:
         speed['cudnn_benchmark'] = flip['cudnn_benchmark']
     speed['compile_hook'] = hook

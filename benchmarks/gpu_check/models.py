@@ -6,9 +6,10 @@ The four methods are built exactly as the benchmark builds them
 paper recipes' models (``configs/cim/cim-*_vit-base-p16_*_in1k.py``), BEiT v1
 is mmpretrain's ``BEiT`` (``BEiTPretrainViT`` + ``BEiTV1Head``) whose targets
 come from the *same* DALL-E tokenizer, MAE is mmpretrain's ``MAE`` with the
-same ViT-B/16; CIM-ResPix-R50 is the ResNet-50 recipe's model
-(``configs/cim/cim-respix_resnet50_*_in1k.py``: ResNet-50 enhancer, the same
-generator and tokenizer) with its own optimizer (LAMB). The loader is the
+same ViT-B/16; CIM-ResPix-R50, -ConvNeXt-T and -Swin-T are the feature-map
+recipes' models (``configs/cim/cim-respix_{resnet50,convnext-tiny,swin-tiny}_*_in1k.py``:
+that enhancer + ``CNNPatchNeck``, the same generator and tokenizer) with their
+own optimizers (LAMB for ResNet-50, AdamW for the others). The loader is the
 recipe's ``train_dataloader`` (its pipeline, sampler, collate, workers)
 pointed at a folder of JPEGs.
 
@@ -33,6 +34,12 @@ from .settings import TOY_DALLE, TOY_GENERATOR, TOY_VIT
 RECIPE = 'configs/cim/cim-respix_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'
 RESNET_RECIPE = 'configs/cim/cim-respix_resnet50_8xb256-amp-coslr-300e_in1k.py'
 RESNET_METHOD = 'cim-resnet50'
+#: the feature-map enhancers' CIM-ResPix recipes, each timed as it is written
+FEATMAP_RECIPES = {
+    RESNET_METHOD: RESNET_RECIPE,
+    'cim-convnext-t': 'configs/cim/cim-respix_convnext-tiny_8xb256-amp-coslr-300e_in1k.py',
+    'cim-swin-t': 'configs/cim/cim-respix_swin-tiny_8xb256-amp-coslr-300e_in1k.py',
+}
 # the toy ResNet-50: 16 base channels (C4 256, C5 512 channels), a 32-channel neck
 TOY_RESNET_BASE, TOY_NECK = 16, 32
 TOY_IMG, TOY_TOK_IMG, TOY_GRID = 64, 32, 4
@@ -53,15 +60,16 @@ def build_gpu_scale(dalle_dir: str, batch_size: int, toy: bool):
         raise FileNotFoundError(f'no encoder.pkl / decoder.pkl in {dalle_dir}')
     if toy:
         _shrink(scale)
-    scale.cim_configs[RESNET_METHOD] = RESNET_RECIPE
-    scale.cim_models[RESNET_METHOD] = _resnet_model(scale, toy)
+    for method, recipe in FEATMAP_RECIPES.items():
+        scale.cim_configs[method] = recipe
+        scale.cim_models[method] = _featmap_model(scale, recipe, toy)
     return scale
 
 
-def _resnet_model(scale, toy: bool) -> dict:
-    """The ResNet-50 recipe's model dict with the scale's tokenizer files
-    (and, when ``toy``, the toy sizes: narrow ResNet-50, toy generator)."""
-    model = _recipe(RESNET_RECIPE).model.to_dict()
+def _featmap_model(scale, recipe: str, toy: bool) -> dict:
+    """A feature-map recipe's model dict with the scale's tokenizer files
+    (and, when ``toy``, the toy sizes: a narrow enhancer, the toy generator)."""
+    model = _recipe(recipe).model.to_dict()
     model['tokenizer'] = copy.deepcopy(scale.tokenizer)
     return toy_recipe_model(model) if toy else model
 
@@ -129,7 +137,7 @@ def speed_recipe(scale, method: str) -> str:
 def model_config(scale, method: str) -> dict:
     """The mmpretrain model dict of ``method`` at ``scale``."""
     from benchmarks.specs import build_spec
-    if method == RESNET_METHOD:
+    if method in FEATMAP_RECIPES:
         return copy.deepcopy(scale.cim_models[method])
     return copy.deepcopy(build_spec(method, scale).model)
 
@@ -152,9 +160,9 @@ def build_model(scale, method: str, device: torch.device,
 
 def optim_config(scale, method: str) -> dict:
     """The optimizer wrapper config of ``method``'s recipe, as written: the ViT
-    recipe's (AdamW) for the ViT methods, the ResNet-50 recipe's (LAMB) for it."""
-    if method == RESNET_METHOD:
-        return _recipe(RESNET_RECIPE).optim_wrapper.to_dict()
+    recipe's (AdamW) for the ViT methods, each feature-map recipe's its own."""
+    if method in FEATMAP_RECIPES:
+        return _recipe(FEATMAP_RECIPES[method]).optim_wrapper.to_dict()
     return copy.deepcopy(scale.optim_wrapper)
 
 

@@ -20,7 +20,8 @@ from .regressions import reference_row
 from .settings import LARGE_BATCH_METHODS, METHODS, SWITCH_METHODS
 
 LABELS = {'cim-respix': 'CIM-ResPix', 'cim-revdet': 'CIM-RevDet', 'beit': 'BEiT v1',
-          'mae': 'MAE', 'cim-resnet50': 'CIM-ResPix R50'}
+          'mae': 'MAE', 'cim-resnet50': 'CIM-ResPix R50',
+          'cim-convnext-t': 'CIM-ResPix ConvNeXt-T', 'cim-swin-t': 'CIM-ResPix Swin-T'}
 STEP_FIELDS = ('batch_size', 'step_s', 'img_per_s', 'flops_per_step', 'gflops_per_img',
                'tflops_per_s', 'mfu', 'plain_gflops_per_img', 'host_syncs_per_step',
                'peak_mem_mb')
@@ -248,7 +249,7 @@ def markdown(r: dict) -> str:
     for n in names:
         lines.append(f'| {n} | ' + ' | '.join(
             (sw.get(n, '–') if sw else '–').replace('|', '/') for _, sw in sw_rows) + ' |')
-    sw_times = r.get('switches') or {}
+    sw_times = {**(r.get('switches') or {}), **(r.get('enhancer_compile') or {})}
     if sw_times:
         lines += ['', '## GPU switches on and off', '',
                   "Each GPU switch of the recipe set against it, one at a time; the other "

@@ -17,10 +17,14 @@ H100_SXM_BF16_DENSE_TFLOPS = 989.4
 # the methods timed at the batch size, in the order they run (CIM-ResPix first:
 # the largest memory, so a batch that fits it fits the others); the large
 # batch times LARGE_BATCH_METHODS again
-METHODS = ('cim-respix', 'beit', 'cim-resnet50', 'cim-revdet', 'mae')
+METHODS = ('cim-respix', 'beit', 'cim-resnet50', 'cim-revdet', 'mae', 'cim-convnext-t',
+           'cim-swin-t')
 LARGE_BATCH_METHODS = ('cim-respix', 'beit')
 # the methods whose GPU switches are timed on and off (the switches stage)
 SWITCH_METHODS = ('cim-respix', )
+# the feature-map recipes, whose enhancer compile is timed on and off (the
+# enhancer_compile stage)
+ENHANCER_METHODS = ('cim-resnet50', 'cim-convnext-t', 'cim-swin-t')
 
 # tiny DALL-E / ViT of the dry run (the layout of the official model, shrunk)
 TOY_DALLE = dict(vocab_size=64, n_hid=16, n_blk_per_group=1, n_init=8)
@@ -47,6 +51,9 @@ class CheckSettings:
     min_batch: int = 8  # OOM halving stops here
     resume_iters: int = 3  # checkpoint (and kill) after this many; resumed to 2x
     decode_batch: int = 8
+    # the enhancer_compile methods whose flipped step runs off CUDA too (the
+    # compile path traced with backend eager); the others are timed on CUDA only
+    cpu_traced_enhancers: tuple = ENHANCER_METHODS
     # the targets (benchmarks, not timed tests)
     target_ratio: float = 1.5  # CIM step / BEiT v1 step
     target_mfu: float = 0.40
@@ -76,7 +83,8 @@ def full_settings(peak_tflops: float = H100_SXM_BF16_DENSE_TFLOPS,
         stage_limits_s={'assets': 60, 'matmul': 20, 'loader': 45, 'cim-respix': 150,
                         'beit': 90, 'switches': 150, 'large_batch': 150, 'cim-resnet50': 75,
                         'decode': 30,
-                        'amp_resume': 120, 'cim-revdet': 60, 'mae': 30},
+                        'amp_resume': 120, 'cim-revdet': 60, 'mae': 30,
+                        'cim-convnext-t': 60, 'cim-swin-t': 60, 'enhancer_compile': 240},
         decode_batch=32,
         plain_gflops={'cim-respix': 229.3, 'cim-revdet': 228.6, 'beit': 160.1,
                       'mae': 56.3})
@@ -93,6 +101,9 @@ def toy_settings(peak_tflops: float = H100_SXM_BF16_DENSE_TFLOPS,
         # CIM-ResPix traces the compile path (dynamo, backend eager): ~15 s of CPU
         stage_limits_s={'assets': 30, 'matmul': 10, 'loader': 30,
                         **{m: 30 for m in METHODS}, 'cim-respix': 60, 'large_batch': 40,
-                        'switches': 40,
+                        'switches': 40, 'enhancer_compile': 90,
                         'decode': 20, 'amp_resume': 120},
-        min_batch=2, decode_batch=2)
+        min_batch=2, decode_batch=2,
+        # Swin's stages trace for minutes on the CPU (shifted-window masks built in
+        # the forward, a symbolic retrace per stage size): timed on CUDA only
+        cpu_traced_enhancers=('cim-resnet50', 'cim-convnext-t'))

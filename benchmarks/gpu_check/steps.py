@@ -111,7 +111,8 @@ def _time_at(ctx: CheckContext, method: str, bs: int, count: bool,
 
     compiled = compile_like_runner(model, speed['compile_hook'], method, ctx.is_cuda,
                                    trace=ctx.is_cuda or not ctx.compile_traced
-                                   or bool(flip.get('compile_tokenizer')))
+                                   or bool(flip.get('compile_tokenizer'))
+                                   or bool(flip.get('compile_enhancer')))
     ctx.compile_traced = ctx.compile_traced or bool(compiled['compiled'])
     before_compile = dynamo_counts()
     t0 = time.perf_counter()

@@ -95,13 +95,15 @@ auto_scale_lr = dict(base_batch_size=2048)
 
 # Speed (CUDA only, no effect on CPU): cuDNN picks its fastest convolutions, the ConvNeXt
 # enhancer (backbone + neck) runs in channels_last (NHWC: its 7x7 depthwise convolutions;
-# same keys and values), and the enhancer's four stages and the generator's layers are
-# torch.compile'd in place (same checkpoint keys; compile time, graphs and graph breaks
-# logged; on the CPU each traces whole, with no recompile after the first step:
-# tests/engine/test_compile_recipes.py). The tokenizer's compile (compile_tokenizer=True)
-# is off until a GPU run shows that it pays. Off: drop the hooks.
+# same keys and values), and the generator's layers are torch.compile'd in place (same
+# checkpoint keys; compile time, graphs and graph breaks logged). The compile of the
+# enhancer's four stages (compile_enhancer=True; on the CPU each traces whole, with no
+# recompile after the first step: tests/engine/test_compile_recipes.py) and the
+# tokenizer's (compile_tokenizer=True) are off until a GPU run shows that they pay
+# (tools/gpu_check.sh times both on and off). Off: drop the hooks.
 env_cfg = dict(cudnn_benchmark=True)
 custom_hooks = _base_.custom_hooks + [
     dict(type='ChannelsLastHook', modules=('backbone', 'neck')),
-    dict(type='CompileBlocksHook', modules=('backbone.stages', 'generator.backbone.layers'),
+    dict(type='CompileBlocksHook', modules=('generator.backbone.layers', ),
+         enhancer_modules=('backbone.stages', ), compile_enhancer=False,
          compile_tokenizer=False)]

@@ -169,11 +169,14 @@ auto_scale_lr = dict(base_batch_size=2048)
 # Speed (CUDA only, no effect on CPU): cuDNN picks its fastest convolutions, the ResNet
 # enhancer (backbone + neck) runs in channels_last (NHWC, same keys and values), and the
 # generator's layers are torch.compile'd in place (same checkpoint keys; compile time,
-# graphs and graph breaks logged). The ResNet enhancer stays eager: SyncBN under
-# torch.compile is unchecked here. The tokenizer's compile (compile_tokenizer=True) is off
-# until a GPU run shows that it pays. Off: drop the hook from custom_hooks.
+# graphs and graph breaks logged). The compile of the ResNet enhancer's four stages
+# (compile_enhancer=True; on the CPU they trace whole, with no recompile after the first
+# step: tests/engine/test_compile_recipes.py) and the tokenizer's (compile_tokenizer=True)
+# are off until a GPU run shows that they pay (tools/gpu_check.sh times both on and off).
+# Off: drop the hook from custom_hooks.
 env_cfg = dict(cudnn_benchmark=True)
 custom_hooks = _base_.custom_hooks + [
     dict(type='ChannelsLastHook', modules=('backbone', 'neck')),
     dict(type='CompileBlocksHook', modules=('generator.backbone.layers', ),
-         compile_tokenizer=False)]
+         enhancer_modules=tuple(f'backbone.layer{i}' for i in range(1, 5)),
+         compile_enhancer=False, compile_tokenizer=False)]

@@ -98,7 +98,8 @@ def test_markdown_names_the_device_and_says_dry_run(dry_run):
     res, md, proc = dry_run
     assert res['device']['name'] in md and res['device']['torch'] in md
     assert '**dry run**' in md and res['date'] in md
-    for label in ('CIM-ResPix', 'CIM-RevDet', 'BEiT v1', 'MAE', 'CIM-ResPix R50'):
+    for label in ('CIM-ResPix', 'CIM-RevDet', 'BEiT v1', 'MAE', 'CIM-ResPix R50',
+                  'CIM-ResPix ConvNeXt-T', 'CIM-ResPix Swin-T'):
         assert f'| {label} | 4 |' in md
     for label in ('CIM-ResPix', 'BEiT v1'):
         assert f'| {label} | 8 |' in md  # the large batch
@@ -297,6 +298,29 @@ def test_dry_run_times_each_gpu_switch_on_and_off(dry_run):
     assert tok['dynamo']['recompiles'] == 0 and tok['dynamo']['graph_breaks'] == 0
     assert sw['compile_blocks']['flipped']['compile_status'].startswith('off')
     assert '## GPU switches on and off' in md
+
+
+def test_dry_run_times_the_enhancer_compile_on_and_off(dry_run):
+    """The feature-map recipes ship ``compile_enhancer`` off; the check times
+    each with its enhancer's stages compiled (traced whole: no graph break, no
+    recompile) against the step as shipped."""
+    res, md, _ = dry_run
+    rows = res['enhancer_compile']
+    assert set(rows) == {'cim-resnet50', 'cim-convnext-t', 'cim-swin-t'}
+    swin = rows.pop('cim-swin-t')['compile_enhancer']
+    assert swin['shipped'] == 'off' and 'timed on CUDA only' in swin['skipped']
+    for m, sws in rows.items():
+        v = sws['compile_enhancer']
+        assert v['shipped'] == 'off' and v['step_off_s'] == res['steps'][m]['step_s']
+        flipped = v['flipped']
+        assert flipped['step_s'] == v['step_on_s'] > 0
+        assert any(n.startswith('backbone.') for n in flipped['compiled']), flipped
+        assert flipped['dynamo']['recompiles'] == 0 and flipped['dynamo']['graph_breaks'] == 0
+        # as shipped, only the generator's layers compile
+        status = res['steps'][m]['switches']['compile']
+        assert 'generator.backbone.layers' in status, status
+        assert 'backbone.stages' not in status and 'backbone.layer1' not in status, status
+    assert '| CIM-ResPix ConvNeXt-T | compile_enhancer | off |' in md
 
 
 def test_dry_run_records_the_project_commit(dry_run):

@@ -17,7 +17,8 @@ from mmseg.registry import MODELS as SEG_MODELS
 from benchmarks import seg_runner
 from benchmarks.scales import build_scale
 from benchmarks.seg_config import load, scaled_schedule, write_run_config
-from benchmarks.seg_specs import METHOD_CONFIGS, SEG_CONFIGS, SEG_METHODS, seg_config
+from benchmarks.seg_specs import (METHOD_CONFIGS, SEG_CONFIGS, SEG_METHODS, has_mode,
+                                  parse_seg_tracks, seg_config)
 from benchmarks.seg_weights import convert_backbone
 from benchmarks.specs import build_spec
 from benchmarks.specs_vit import LABELS, METHODS
@@ -167,7 +168,7 @@ def test_beit_backbone_converts_exactly(mode, tmp_path):
 
 
 _ROWS = [(t, m, mode) for t, ms in SEG_METHODS.items() for m in ms if m != 'random'
-         for mode in ('finetune', 'frozen')]
+         for mode in ('finetune', 'frozen') if has_mode(t, mode)]
 
 
 @pytest.mark.parametrize('track,method,mode', _ROWS,
@@ -216,7 +217,50 @@ def test_rows_configs_and_croco_method():
                                   'maskfeat', 'croco', 'random')
     assert SEG_METHODS['resnet'] == ('cim-respix', 'cim-revdet', 'spark', 'densecl',
                                      'simclr', 'random')
+    for track in ('convnext', 'swin'):  # CIM and random init, fine-tuned only
+        assert SEG_METHODS[track] == ('cim-respix', 'cim-revdet', 'random')
+        assert has_mode(track, 'finetune') and not has_mode(track, 'frozen')
     assert 'croco' in METHODS and LABELS['croco'] == ('CroCo, two crops of one image: '
                                                       'not multi-view')
     for path in list(SEG_CONFIGS.values()) + list(METHOD_CONFIGS.values()):
         assert osp.isfile(osp.join(ROOT, path)), path
+
+
+def test_from_track_takes_a_list_and_all():
+    assert parse_seg_tracks('vit,resnet') == ['vit', 'resnet']
+    assert parse_seg_tracks('swin, convnext') == ['convnext', 'swin']  # table order
+    assert parse_seg_tracks('all') == ['vit', 'resnet', 'convnext', 'swin']
+    for bad in ('vit,deit', ''):
+        with pytest.raises(ValueError, match='choose from vit, resnet, convnext, swin'):
+            parse_seg_tracks(bad)
+
+
+def test_featmap_rows_run_finetuned_only_and_report_their_own_columns(
+        tmp_path, fake_fashion_mnist, capsys):
+    """``--from-track convnext,swin``: random init of each family through its shipped
+    UperNet config (2 iterations on 32 px scenes); the frozen mode, which these
+    tracks have no config for, is not run and not reported; a mode list without
+    finetune is refused in one line."""
+    from benchmark import main
+    argv = ['--track', 'seg', '--from-track', 'convnext,swin', '--methods', 'random',
+            '--work-dir', str(tmp_path / 'seg'), '--scenes-root', str(tmp_path / 'scenes'),
+            '--scene-size', '32', '--scenes-train', '8', '--scenes-val', '4',
+            '--seg-iters', '2', '--data-root', fake_fashion_mnist, '--in-process']
+    assert main(argv) == 0
+    data = json.load(open(tmp_path / 'seg' / 'results.json'))
+    runs = {(r['track'], r['mode']): r for r in data['runs']}
+    assert sorted(runs) == [('convnext', 'finetune'), ('swin', 'finetune')]
+    for r in runs.values():
+        assert r['status'] == 'ok' and 0. <= r['eval']['mIoU'] <= 100., r
+        assert r['params_backbone_trainable'] == r['params_backbone'] > 0
+    md = open(tmp_path / 'seg' / 'results.md').read()
+    assert '## ConvNeXt (w64, three stages)' in md and '| Swin: random init |' in md
+    assert 'frozen backbone, linear head' not in md.split('## ConvNeXt')[1].split('\n\n')[1]
+    summary = {r['row']: r for r in data['summary']}
+    assert summary['convnext/random']['n_ok'] == 1
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(argv + ['--seg-modes', 'frozen'])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'run fine-tuned only: add finetune' in err[0], err

@@ -108,6 +108,18 @@ def test_hook_compiles_only_on_cuda_unless_told():
                           'target_generator.tokenizer.decoder.forward_features')
 
 
+def test_enhancer_switch_adds_its_modules_and_needs_them_named():
+    enhancer = ('backbone.layer1', 'backbone.layer2')
+    off = HOOKS.build(dict(type='CompileBlocksHook', modules=('generator.backbone.layers', ),
+                           enhancer_modules=enhancer))
+    assert off.modules == ('generator.backbone.layers', ) and not off.compile_enhancer
+    on = HOOKS.build(dict(type='CompileBlocksHook', modules=('generator.backbone.layers', ),
+                          enhancer_modules=enhancer, compile_enhancer=True))
+    assert on.modules == ('generator.backbone.layers', *enhancer)
+    with pytest.raises(ValueError, match='needs enhancer_modules'):
+        HOOKS.build(dict(type='CompileBlocksHook', compile_enhancer=True))
+
+
 class _Recompiling(torch.nn.Module):
     """A block whose guard fails on every call (a new Python constant each step)."""
 

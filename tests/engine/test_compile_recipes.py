@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.optim import build_optim_wrapper
+from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmpretrain.registry import HOOKS, MODELS
 
 from benchmarks.gpu_check.models import TOY_IMG, TOY_MASK, synthetic_batch, toy_recipe_model
@@ -130,6 +130,68 @@ def test_tokenizer_compile_switch_is_one_graph_each_and_equal_to_eager(cuda_bran
     torch.testing.assert_close(tok.encode_logits(img), ref_logits, rtol=0, atol=0)
     torch.testing.assert_close(tok.decode(ids), ref_img, rtol=0, atol=0)
     assert list(model.state_dict()) == keys  # no '_orig_mod.'
+
+
+ENHANCER_RECIPES = [r for r in RECIPES
+                    if (_hook_cfg(Config.fromfile(osp.join(ROOT, r))) or {}).get(
+                        'enhancer_modules') and 'respix' in r]
+
+
+def test_feature_map_recipes_ship_the_enhancer_compile_off():
+    """A GPU switch ships off until a GPU run shows that it pays."""
+    assert len(ENHANCER_RECIPES) == 3, ENHANCER_RECIPES  # ResNet-50, ConvNeXt-T, Swin-T
+    for path in sorted(glob.glob(osp.join(ROOT, 'configs', 'cim', '*_in1k.py'))):
+        hook = HOOKS.build(_hook_cfg(Config.fromfile(path)))
+        assert not hook.compile_enhancer, path
+        assert not set(hook.enhancer_modules) & set(hook.modules), path
+
+
+def _first_step(model, optim, data: dict) -> tuple[dict, dict]:
+    """The losses of one training step and the enhancer's gradients it made."""
+    torch.manual_seed(1)
+    losses = model.train_step(data, optim)
+    grads = {n: p.grad.clone() for n, p in model.backbone.named_parameters()
+             if p.grad is not None}
+    return losses, grads
+
+
+# Swin's stages trace for minutes on the CPU (each block builds its shifted-window
+# mask in the forward, retraced symbolically per stage size): the GPU check times them
+TRACED_ENHANCER_RECIPES = [r for r in ENHANCER_RECIPES if 'swin' not in r]
+
+
+@pytest.mark.parametrize('recipe', TRACED_ENHANCER_RECIPES,
+                         ids=[osp.basename(r)[:-3] for r in TRACED_ENHANCER_RECIPES])
+def test_enhancer_compile_switch_traces_whole_and_equals_eager(recipe, monkeypatch):
+    """``compile_enhancer=True`` (ResNet-50, ConvNeXt-T): the enhancer's stages
+    compile without a graph break or a recompile, and a step gives the losses
+    and enhancer gradients of the eager step (fp32, same weights, same draws)."""
+    data = synthetic_batch(SimpleNamespace(img_size=TOY_IMG, patch_size=16,
+                                           beit_mask=TOY_MASK), n=2, seed=0)
+    # zero_grad keeps the gradients of the step for the comparison
+    monkeypatch.setattr(OptimWrapper, 'zero_grad', lambda self, **kw: None)
+    eager_model, eager_optim, hook_cfg = _build(recipe)
+    want_losses, want_grads = _first_step(eager_model, eager_optim, data)
+    model, optim, _ = _build(recipe)
+    torch._dynamo.reset()
+    hook = HOOKS.build(dict(hook_cfg, compile_enhancer=True, cuda_only=False,
+                            backend='aot_eager'))
+    hook.before_train(SimpleNamespace(model=model))
+    assert any(n.startswith('backbone.') for n in hook.compiled), hook.compiled
+    start = dynamo_counts()
+    losses, grads = _first_step(model, optim, data)
+    first = dynamo_counts() - start
+    assert first.frames >= 1 and first.graph_breaks == 0, first.reasons
+    for k, v in want_losses.items():
+        torch.testing.assert_close(losses[k], v, rtol=1e-4, atol=1e-5)
+    assert grads.keys() == want_grads.keys() and grads
+    for n, g in grads.items():
+        torch.testing.assert_close(g, want_grads[n], rtol=1e-3, atol=1e-5, msg=n)
+    mid = dynamo_counts()
+    model.train_step(synthetic_batch(SimpleNamespace(img_size=TOY_IMG, patch_size=16,
+                                                     beit_mask=TOY_MASK), n=2, seed=1), optim)
+    later = dynamo_counts() - mid
+    assert later.frames == 0 and later.graph_breaks == 0, later.reasons
 
 
 def test_the_counters_see_a_break_and_a_recompile():

@@ -103,6 +103,11 @@ class CompileBlocksHook(Hook):
         compile_tokenizer: also compile the frozen tokenizer's encoder and
             decoder (``TOKENIZER_METHODS`` under ``tokenizer``); their
             precision context stays outside the compiled code.
+        compile_enhancer: also compile ``enhancer_modules``, the stages of a
+            feature-map enhancer (a ViT enhancer's layers are in ``modules``).
+        enhancer_modules: the enhancer's blocks, as ``modules`` names them
+            (ResNet: ``backbone.layer1`` ... ``backbone.layer4``; ConvNeXt /
+            Swin: ``backbone.stages``).
         tokenizer: where the tokenizer sits in the model.
         cuda_only: do nothing when the model is not on a CUDA device (inductor
             on CPU costs more compile time than it saves in short CPU runs).
@@ -115,9 +120,15 @@ class CompileBlocksHook(Hook):
     def __init__(self, modules: Sequence[str] = DEFAULT_MODULES,
                  methods: Sequence[str] = DEFAULT_METHODS,
                  compile_tokenizer: bool = False, tokenizer: str = 'tokenizer',
+                 compile_enhancer: bool = False, enhancer_modules: Sequence[str] = (),
                  cuda_only: bool = True, check_iter: int = 10,
                  **compile_kwargs: Any) -> None:
-        self.modules = tuple(modules)
+        if compile_enhancer and not enhancer_modules:
+            raise ValueError('CompileBlocksHook: compile_enhancer=True needs enhancer_modules '
+                             "(e.g. ('backbone.stages', ))")
+        self.modules = tuple(modules) + (tuple(enhancer_modules) if compile_enhancer else ())
+        self.compile_enhancer = compile_enhancer
+        self.enhancer_modules = tuple(enhancer_modules)
         self.methods = tuple(methods)
         if compile_tokenizer:
             self.methods += tuple(f'{tokenizer}.{m}' for m in TOKENIZER_METHODS)
