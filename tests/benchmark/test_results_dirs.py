@@ -52,8 +52,9 @@ def test_seg_track_and_suite_defaults(monkeypatch):
     tool = _benchmark()
     opts = tool.seg_options(tool.parse_args(['--track', 'seg']))
     assert opts['work_dir'] == osp.join(RESULTS, 'seg')
-    assert opts['pretrained_dirs'] == {'vit': osp.join(RESULTS, 'vit'),
-                                       'resnet': osp.join(RESULTS, 'resnet')}
+    assert opts['tracks'] == ['vit', 'resnet']
+    assert opts['pretrained_dirs'] == {t: osp.join(RESULTS, t)
+                                       for t in ('vit', 'resnet', 'convnext', 'swin')}
     from benchmarks import runner
     seen: list = []
     monkeypatch.setattr(runner, 'run_benchmark', lambda o: seen.append(o['work_dir']) or 0)
