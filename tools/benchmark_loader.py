@@ -1,7 +1,7 @@
 """Images/s of one data-loader worker on real JPEGs, per transform.
 
     python tools/benchmark_loader.py [--config CONFIG] [--images 300] [--size 500 375]
-        [--rounds 5] [--workers 1] [--seed 0]
+        [--rounds 5] [--workers 1] [--seed 0] [--device-decode CONFIG]
 
 Writes ``--images`` JPEGs (quality 90, ImageNet-like sizes: ``--size`` W H,
 smooth random scenes with noise, as photos compress) to a temporary folder, then
@@ -13,6 +13,13 @@ before the flip and the crop: the recipes' pipeline before
 ``--rounds`` rounds, so a machine shared with other jobs slows both alike; the
 median round is reported. ``--workers N`` also times the config's pipeline
 through a ``DataLoader`` with ``N`` workers and the config's collate function.
+
+The device-decode loader (``--device-decode``, default
+``configs/_base_/datasets/imagenet_bs256_cim_device-decode.py``; ``none`` to
+skip) joins the rounds as a third pipeline: its workers read the file and draw
+the parameters; the decode and the augmentation they leave to the device are
+timed apart, here on this CPU (one thread, batches of 32): on a GPU,
+``tools/gpu_check.sh`` times them.
 """
 from __future__ import annotations
 
@@ -37,6 +44,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 import cim_mm  # noqa: E402,F401  (registers the transforms)
 
 CONFIG = 'configs/_base_/datasets/imagenet_bs256_cim.py'
+DEVICE_DECODE = 'configs/_base_/datasets/imagenet_bs256_cim_device-decode.py'
 BASELINE = [  # BEiT v1 (mmpretrain configs/beit): colour jitter on the full image
     dict(type='SafeLoadImageFromFile', on_error='skip'),
     dict(type='GrayToRGB'),
@@ -84,6 +92,22 @@ def time_pipeline(pipeline: list[dict], paths: list[str], repeats: int
     return n / seconds, {k: 1e3 * v / n for k, v in per.items()}
 
 
+def time_device_stage(pipeline: list[dict], paths: list[str], batch: int = 32) -> float:
+    """ms per image of the device-decode loader's device stage (decode, crop,
+    resize, jitter, flip), run here on the CPU in batches of ``batch``."""
+    from mmengine.dataset import pseudo_collate
+
+    from cim_mm.models.device_augment import decode_and_augment
+    composed = Compose(pipeline)
+    packed = pseudo_collate([composed(dict(img_path=p)) for p in paths])
+    metas = [ds.metainfo for ds in packed['data_samples']]
+    t0 = time.perf_counter()
+    for i in range(0, len(paths), batch):
+        decode_and_augment(packed['inputs'][i:i + batch], metas[i:i + batch],
+                           torch.device('cpu'))
+    return 1e3 * (time.perf_counter() - t0) / len(paths)
+
+
 def time_dataloader(cfg: Config, pipeline: list[dict], folder: str, workers: int,
                     images: int) -> float:
     """Images/s through a ``DataLoader`` with ``workers`` workers (after the first batch)."""
@@ -112,6 +136,8 @@ def main() -> None:
     parser.add_argument('--workers', type=int, default=0,
                         help='also time a DataLoader with this many workers (0: skip)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--device-decode', default=DEVICE_DECODE,
+                        help="the device-decode loader's config ('none': skip it)")
     args = parser.parse_args()
 
     init_default_scope('mmpretrain')
@@ -119,6 +145,12 @@ def main() -> None:
     cfg = Config.fromfile(osp.join(ROOT, args.config) if not osp.isabs(args.config)
                           else args.config)
     pipelines = {'baseline (jitter before crop)': BASELINE, args.config: cfg.train_pipeline}
+    deferred = None
+    if args.device_decode != 'none':
+        dd = Config.fromfile(osp.join(ROOT, args.device_decode)
+                             if not osp.isabs(args.device_decode) else args.device_decode)
+        deferred = dd.train_dataloader.dataset.pipeline
+        pipelines[f'{args.device_decode} (worker side)'] = deferred
     np.random.seed(args.seed)
     with tempfile.TemporaryDirectory() as folder:
         paths = write_jpegs(folder, args.images, tuple(args.size), args.seed)
@@ -138,8 +170,13 @@ def main() -> None:
                   f'rounds {", ".join(f"{r:.1f}" for r, _ in runs)})')
             for key, ms in per.items():
                 print(f'  {key:32s} {ms:6.2f} ms')
-        base, new = rates.values()
+        base, new = list(rates.values())[:2]
         print(f'speed-up: {new / base:.2f}x')
+        if deferred is not None:
+            worker = list(rates.values())[2]
+            print(f'device-decode worker against {args.config}: {worker / new:.2f}x')
+            ms = time_device_stage(deferred, paths)
+            print(f'its device stage on this CPU (1 thread, batches of 32): {ms:.2f} ms/image')
         if args.workers:
             rate = time_dataloader(cfg, cfg.train_pipeline, folder, args.workers,
                                    args.images)

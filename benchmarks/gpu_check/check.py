@@ -36,10 +36,10 @@ from .settings import (ENHANCER_METHODS, LARGE_BATCH_METHODS, METHODS, SWITCH_ME
                        CheckSettings)
 from .steps import time_method
 
-# in order of what matters most, should the budget run out: the CIM-ResPix /
+# in order of what matters most, should the budget run out: the two loaders, the CIM-ResPix /
 # BEiT v1 pair at both batch sizes first, the reference peers, then the
 # ConvNeXt-T / Swin-T recipes last
-STAGES = ('assets', 'matmul', 'loader', 'cim-respix', 'beit', 'switches', 'large_batch',
+STAGES = ('assets', 'matmul', 'loader', 'loader_device_decode', 'cim-respix', 'beit', 'switches', 'large_batch',
           'cim-resnet50', 'decode', 'amp_resume', 'cim-revdet', 'mae', 'cim-convnext-t',
           'cim-swin-t', 'enhancer_compile')
 assert set(METHODS) <= set(STAGES)
@@ -115,6 +115,7 @@ def _stage_fns(ctx: CheckContext, dalle_dir: Optional[str], res: dict) -> dict[s
         assets=lambda: stages.assets(ctx, dalle_dir),
         matmul=lambda: stages.matmul(ctx),
         loader=lambda: stages.loader(ctx),
+        loader_device_decode=lambda: stages.loader_device_decode(ctx),
         decode=lambda: stages.decode(ctx),
         amp_resume=lambda: amp_resume(ctx),
         large_batch=lambda: _large_batch(ctx, res),
@@ -321,6 +322,9 @@ def _brief(name: str, res: dict) -> str:
             for m, sw in x.items() for k, v in sw.items())
     if name == 'loader':
         return f"{x['img_per_s']:.1f} img/s with {x['num_workers']} workers"
+    if name == 'loader_device_decode':
+        return (f"workers {x['worker_img_per_s']:.1f} img/s ({x['num_workers']}), device "
+                f"stage {x['device_stage_ms_per_batch']:.1f} ms per batch")
     if name == 'matmul':
         return f"{x['tflops']:.1f} TFLOP/s"
     if name == 'decode':

@@ -185,11 +185,20 @@ def build_optim_wrapper(model, scale, device: torch.device, method: str = 'cim-r
         logger.setLevel(level)
 
 
+DEVICE_DECODE_DATA = 'configs/_base_/datasets/imagenet_bs256_cim_device-decode.py'
+
+
 def recipe_loader_config(repo_root: str, data_root: str, batch_size: int,
-                         num_workers: int, toy: bool) -> dict:
-    """The recipe's ``train_dataloader`` reading ``data_root`` (a JPEG folder)."""
+                         num_workers: int, toy: bool, device_decode: bool = False) -> dict:
+    """The recipe's ``train_dataloader`` reading ``data_root`` (a JPEG folder);
+    ``device_decode``: with the device-decode loader's pipeline and collate
+    (``DEVICE_DECODE_DATA``), the rest the recipe's."""
     cfg = Config.fromfile(osp.join(repo_root, RECIPE))
     loader: dict[str, Any] = cfg.train_dataloader.to_dict()
+    if device_decode:
+        dd = Config.fromfile(osp.join(repo_root, DEVICE_DECODE_DATA)).train_dataloader
+        loader['dataset'] = dict(loader['dataset'], pipeline=list(dd.dataset.pipeline))
+        loader['collate_fn'] = dict(dd.collate_fn)
     dataset = dict(loader['dataset'])
     dataset['data_root'] = data_root
     if dataset.get('type') in ('ImageNet', 'mmpretrain.ImageNet'):
@@ -206,7 +215,7 @@ def recipe_loader_config(repo_root: str, data_root: str, batch_size: int,
 
 def _toy_transform(t: dict) -> dict:
     t = dict(t)
-    if t['type'] == 'RandomResizedCrop':
+    if t['type'] in ('RandomResizedCrop', 'DeferredRandomResizedCrop'):
         t['scale'] = TOY_IMG
     elif t['type'] == 'BEiTMaskGenerator':
         t = dict(TOY_MASK)

@@ -84,7 +84,8 @@ def full_settings(peak_tflops: float = H100_SXM_BF16_DENSE_TFLOPS,
                         'beit': 90, 'switches': 150, 'large_batch': 150, 'cim-resnet50': 75,
                         'decode': 30,
                         'amp_resume': 120, 'cim-revdet': 60, 'mae': 30,
-                        'cim-convnext-t': 60, 'cim-swin-t': 60, 'enhancer_compile': 240},
+                        'cim-convnext-t': 60, 'cim-swin-t': 60, 'enhancer_compile': 240,
+                        'loader_device_decode': 45},
         decode_batch=32,
         plain_gflops={'cim-respix': 229.3, 'cim-revdet': 228.6, 'beit': 160.1,
                       'mae': 56.3})
@@ -102,7 +103,7 @@ def toy_settings(peak_tflops: float = H100_SXM_BF16_DENSE_TFLOPS,
         stage_limits_s={'assets': 30, 'matmul': 10, 'loader': 30,
                         **{m: 30 for m in METHODS}, 'cim-respix': 60, 'large_batch': 40,
                         'switches': 40, 'enhancer_compile': 90,
-                        'decode': 20, 'amp_resume': 120},
+                        'decode': 20, 'amp_resume': 120, 'loader_device_decode': 30},
         min_batch=2, decode_batch=2,
         # Swin's stages trace for minutes on the CPU (shifted-window masks built in
         # the forward, a symbolic retrace per stage size): timed on CUDA only

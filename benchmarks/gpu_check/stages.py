@@ -86,10 +86,53 @@ def loader(ctx: CheckContext) -> dict:
     return out
 
 
-def _time_loader(ctx: CheckContext, workers: int, keep_batch: bool) -> dict:
+def loader_device_decode(ctx: CheckContext) -> dict:
+    """The device-decode loader (``imagenet_bs256_cim_device-decode.py``):
+    its workers' images/s as in :func:`loader` (the workers read the files and
+    draw the augmentation), and its device stage (batched decode, crop, resize,
+    jitter, flip: ``decode_and_augment``) on one batch, synchronised, the mean
+    of ``settings.timed_steps`` after 2 warm-ups. ``img_per_s`` is the lower
+    of the two: what the pair sustains when the device stage runs on the
+    training stream (it adds its time to every step). ``decode_mean_abs_diff``:
+    mean |device decode - CPU decode| of the batch's JPEGs, in grey levels."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from cim_mm.models.device_augment import decode_and_augment
+    s = ctx.settings
+    workers = min(s.num_workers, max((os.cpu_count() or 1) - 1, 0))
+    batch: dict = {}
+    out = _time_loader(ctx, workers, keep_batch=False, device_decode=True, keep=batch)
+    first = batch['first']
+    metas = [ds.metainfo for ds in first['data_samples']]
+    run = lambda: decode_and_augment(first['inputs'], metas, ctx.device)  # noqa: E731
+    for _ in range(2):
+        run()
+    ctx.sync()
+    t0 = time.perf_counter()
+    for _ in range(s.timed_steps):
+        run()
+    ctx.sync()
+    dt = (time.perf_counter() - t0) / s.timed_steps
+    n = len(metas)
+    worker_rate = out['img_per_s']
+    out.update(worker_img_per_s=worker_rate, device_stage_ms_per_batch=1e3 * dt,
+               device_stage_img_per_s=n / dt, img_per_s=min(worker_rate, n / dt),
+               worker_decoded=sum(1 for x in first['inputs'] if x.dim() != 1))
+    jpegs = [x for x in first['inputs'] if x.dim() == 1][:32]
+    if jpegs and ctx.is_cuda:
+        dev = decode_jpeg(jpegs, mode=ImageReadMode.RGB, device='cuda')
+        cpu = decode_jpeg(jpegs, mode=ImageReadMode.RGB)
+        out['decode_mean_abs_diff'] = float(torch.stack(
+            [(a.cpu().float() - b.float()).abs().mean() for a, b in zip(dev, cpu)]).mean())
+    return out
+
+
+def _time_loader(ctx: CheckContext, workers: int, keep_batch: bool,
+                 device_decode: bool = False, keep: dict | None = None) -> dict:
     from mmengine.runner import Runner
     s = ctx.settings
-    cfg = recipe_loader_config(REPO_ROOT, ctx.jpeg_dir, s.batch_size, workers, s.dry_run)
+    cfg = recipe_loader_config(REPO_ROOT, ctx.jpeg_dir, s.batch_size, workers, s.dry_run,
+                               device_decode=device_decode)
     recipe_sampler = cfg['sampler'].get('type')
     cfg['sampler'] = dict(type='InfiniteSampler', shuffle=True)
     t0 = time.perf_counter()
@@ -98,6 +141,8 @@ def _time_loader(ctx: CheckContext, workers: int, keep_batch: bool) -> dict:
     first = next(it)
     if keep_batch:
         ctx.batch = first
+    if keep is not None:
+        keep['first'] = first
     first_s = time.perf_counter() - t0
     n_img = n_batch = 0
     t0 = time.perf_counter()

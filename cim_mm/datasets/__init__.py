@@ -4,3 +4,5 @@ from .safe_loading import ImageLoadError, SafeLoadImageFromFile  # noqa: F401
 from .bad_files import BadFileTally  # noqa: F401
 from .image_folder import IMG_EXTENSIONS, UnlabeledImageFolder  # noqa: F401
 from .cropped_color_jitter import CroppedColorJitter, RecordGreyMean  # noqa: F401
+from .device_decode import (DeferredColorJitter, DeferredRandomFlip,  # noqa: F401
+                            DeferredRandomResizedCrop, LoadJPEGBytes, PackJPEGInputs)

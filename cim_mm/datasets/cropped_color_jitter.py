@@ -19,7 +19,7 @@ from mmpretrain.datasets.transforms import ColorJitter
 from mmpretrain.registry import TRANSFORMS
 from PIL import Image, ImageEnhance
 
-GREY_KEY = 'jitter_grey_mean'
+from cim_mm.utils.deferred_keys import GREY_KEY
 
 
 def grey_mean(bgr: np.ndarray) -> float:

@@ -8,8 +8,10 @@ import torch.nn.functional as F
 from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
 from mmpretrain.registry import MODELS
 
+from cim_mm.utils.deferred_keys import JITTER_KEY
 from cim_mm.utils.errors import UserError
 
+from .device_augment import decode_and_augment
 from .tokenizers.base import map_pixels
 
 
@@ -25,6 +27,12 @@ class CIMDataPreprocessor(SelfSupDataPreprocessor):
       ``[B, 3, H', W']`` with ``H' = tokenizer_img_size`` (112 for 224 px, as
       BEiT), the dVAE's logit-Laplace input mapping ``0.8 x + 0.1``;
     - ``inputs[2]`` mask: ``[B, h, w]`` bool, 1 = masked / to be replaced.
+
+    From the device-decode loader (``imagenet_bs256_cim_device-decode.py``:
+    per sample the encoded JPEG and the drawn crop, jitter and flip, collated
+    as lists) it first decodes and augments the batch on the device
+    (:func:`cim_mm.models.device_augment.decode_and_augment`), then goes on
+    as above.
 
     Args:
         mean, std: enhancer normalisation (0..255 scale), as mmpretrain.
@@ -96,9 +104,24 @@ class CIMDataPreprocessor(SelfSupDataPreprocessor):
             mask = mask.pin_memory()
         return mask  # [B, h, w]
 
+    @staticmethod
+    def is_deferred(data: dict) -> bool:
+        """Whether ``data`` comes from the device-decode loader (its samples
+        carry the drawn jitter: pixels still to be made here)."""
+        samples = data.get('data_samples') or []
+        return isinstance(data.get('inputs'), (list, tuple)) and len(samples) > 0 \
+            and all(JITTER_KEY in ds.metainfo for ds in samples)
+
     def forward(self, data: dict, training: bool = False) -> dict:
         data_samples = data.get('data_samples')
-        if self.batched_masks:
+        if self.is_deferred(data):
+            img = decode_and_augment(data['inputs'], [ds.metainfo for ds in data_samples],
+                                     self.device)  # [B, 3, H, W] BGR
+            mask = self.host_masks(data_samples)
+            data = dict(data, inputs=img)
+            if mask is not None:
+                mask = mask.to(self.device, non_blocking=True)
+        elif self.batched_masks:
             mask = self.host_masks(data_samples)  # [B, h, w] on the host
             if mask is not None:
                 mask = mask.to(self.device, non_blocking=True)

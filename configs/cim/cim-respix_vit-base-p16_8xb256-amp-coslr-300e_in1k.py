@@ -21,6 +21,8 @@ randomness = dict(seed=0, diff_rank_seed=True)
 # DALL-E tokenizer's), and the enhancer's and generator's layers are torch.compile'd in
 # place (same checkpoint keys; compile time, graphs and graph breaks logged). Measured on
 # an H200 (docs/gpu/README.md): compiled layers 0.140 s/step vs 0.164 eager. The tokenizer's
-# compile (compile_tokenizer=True) is off until a GPU run shows that it pays.
+# compile (compile_tokenizer=True) is off until a GPU run shows that it pays, and so is the
+# device-decode loader (JPEG decode and augmentation on the GPU: put
+# '../_base_/datasets/imagenet_bs256_cim_device-decode.py' in place of the dataset _base_).
 env_cfg = dict(cudnn_benchmark=True)
 custom_hooks = _base_.custom_hooks + [dict(type='CompileBlocksHook', compile_tokenizer=False)]

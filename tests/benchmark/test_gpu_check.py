@@ -79,6 +79,14 @@ def test_figures_are_consistent(dry_run):
     # the real recipe pipeline decoded the JPEGs
     assert res['loader']['pipeline'][0] in ('SafeLoadImageFromFile', 'LoadImageFromFile')
     assert 'RandomResizedCrop' in res['loader']['pipeline']
+    # the device-decode loader: the JPEGs travel, the device stage is timed
+    dd = res['stages']['loader_device_decode']
+    assert dd['ok'], dd.get('error')
+    dd = res['loader_device_decode']
+    assert dd['pipeline'][0] == 'LoadJPEGBytes' and dd['worker_decoded'] == 0
+    assert dd['device_stage_ms_per_batch'] > 0
+    assert dd['img_per_s'] == pytest.approx(min(dd['worker_img_per_s'],
+                                                dd['device_stage_img_per_s']))
     assert res['assets']['jpegs']['num'] == 16
     # the DALL-E files were official-format pickles, read by the safe loader
     assert res['assets']['dalle']['encoder_mb'] > 0

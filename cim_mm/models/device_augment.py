@@ -1,0 +1,154 @@
+"""Device side of the device-decode loader: decode, crop, resize, jitter, flip.
+
+Applies what the workers drew (:mod:`cim_mm.datasets.device_decode`) to a whole
+batch where the batch lives (the GPU in training): nvJPEG decodes the files in
+one batched call, each crop is resized by PyTorch's antialiased bicubic (the
+kernel of Pillow's, which the CPU pipeline uses), and the colour jitter and the
+flip run batched, with Pillow's 8-bit arithmetic (every op truncates to
+integers as ``ImageEnhance`` does), so that on the same crop the jitter equals
+``cim_mm.datasets.CroppedColorJitter`` to the grey level.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from cim_mm.utils.errors import UserError
+
+from cim_mm.utils.deferred_keys import CROP_KEY, FLIP_KEY, GREY_KEY, JITTER_KEY, OUT_KEY
+
+# ITU-R 601-2 luma in Pillow's fixed point ("L" = (19595 R + 38470 G + 7471 B + 2^15) >> 16)
+LUMA_FIXED = (19595., 38470., 7471.)
+BRIGHTNESS, CONTRAST, SATURATION = 0, 1, 2
+
+
+def grey_means(img: torch.Tensor) -> torch.Tensor:
+    """Mean grey level of an RGB image ``[3, H, W]`` (any dtype) -> ``[]``
+    float64, as ``cim_mm.datasets.cropped_color_jitter.grey_mean``."""
+    r, g, b = img.double().mean(dim=(1, 2))
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def blend(base: torch.Tensor, img: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Pillow's 8-bit ``Image.blend(base, img, alpha)``: ``base + alpha (img -
+    base)`` in float32, clipped to 0..255, truncated. ``img`` [B, 3, H, W],
+    ``base`` broadcastable to it, ``alpha`` [B]."""
+    out = base + alpha.view(-1, 1, 1, 1) * (img - base)
+    return out.clamp_(0, 255).floor_()
+
+
+def luma(img: torch.Tensor) -> torch.Tensor:
+    """Pillow's ``convert('L')`` of an RGB batch [B, 3, H, W] (integer-valued
+    float32) -> [B, 1, H, W], exact (the sums stay below 2^24)."""
+    w = img.new_tensor(LUMA_FIXED).view(1, 3, 1, 1)
+    return torch.floor(((img * w).sum(dim=1, keepdim=True) + 32768.) / 65536.)
+
+
+def color_jitter(img: torch.Tensor, order: torch.Tensor, factors: torch.Tensor,
+                 pivot: torch.Tensor) -> torch.Tensor:
+    """``CroppedColorJitter`` on a batch, each sample its own order and factors.
+
+    Args:
+        img: [B, 3, H, W] RGB, integer-valued float32 in 0..255.
+        order: [B, 4] int, a permutation of (brightness, contrast, saturation,
+            hue); hue (3) is skipped.
+        factors: [B, 3] float32 (brightness, contrast, saturation); NaN = off.
+        pivot: [B] float64, the whole image's grey mean (the contrast's base,
+            carried through the brightness as the CPU transform does).
+
+    Returns:
+        [B, 3, H, W] jittered, integer-valued float32.
+    """
+    pivot = pivot.clone()
+    for step in range(order.shape[1]):
+        op = order[:, step]  # [B]
+        for kind in (BRIGHTNESS, CONTRAST, SATURATION):
+            alpha = factors[:, kind]  # [B]
+            on = (op == kind) & ~torch.isnan(alpha)  # [B]
+            if kind == BRIGHTNESS:
+                new = blend(img.new_zeros(()), img, alpha)
+                pivot = torch.where(on, (pivot * alpha.double()).clamp(max=255.), pivot)
+            elif kind == CONTRAST:
+                base = torch.floor(pivot + 0.5).float().view(-1, 1, 1, 1)  # rounded as Pillow's
+                new = blend(base, img, alpha)
+            else:
+                new = blend(luma(img), img, alpha)
+            img = torch.where(on.view(-1, 1, 1, 1), new, img)
+    return img
+
+
+def resized_crop(img: torch.Tensor, box: Sequence[int], size: Sequence[int]) -> torch.Tensor:
+    """Crop ``box`` = (top, left, height, width) of ``img`` [3, H, W] and resize it
+    to ``size`` (H', W') with antialiased bicubic -> [3, H', W'] float32,
+    rounded to integers in 0..255."""
+    top, left, h, w = box
+    crop = img[:, top:top + h, left:left + w].float()[None]  # [1, 3, h, w]
+    if (h, w) != tuple(size):
+        crop = F.interpolate(crop, size=tuple(size), mode='bicubic', antialias=True,
+                             align_corners=False)
+    return crop[0].round_().clamp_(0, 255)
+
+
+def decode_jpegs(encoded: list[torch.Tensor], paths: list[str],
+                 device: torch.device) -> list[torch.Tensor]:
+    """Decode JPEG bytes (uint8 [N] each) on ``device`` in one batched call ->
+    RGB uint8 [3, H, W] each. A batch that fails is decoded file by file, so
+    that the error names the broken file."""
+    if not encoded:
+        return []
+    from torchvision.io import ImageReadMode, decode_jpeg
+    dev = 'cuda' if device.type == 'cuda' else 'cpu'
+    try:
+        return list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=dev))
+    except RuntimeError:
+        out = []
+        for data, path in zip(encoded, paths):
+            try:
+                out.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=dev))
+            except RuntimeError as err:
+                raise UserError(
+                    f'cannot decode {path} on the device ({str(err).splitlines()[0][:120]}): '
+                    'remove or re-encode the file, or train with the CPU loader '
+                    '(configs/_base_/datasets/imagenet_bs256_cim.py)') from None
+        return out
+
+
+def decode_and_augment(inputs: Sequence[torch.Tensor], metas: Sequence[dict],
+                       device: torch.device) -> torch.Tensor:
+    """The device-decode loader's batch -> the CPU loader's batch.
+
+    Args:
+        inputs: per sample, the encoded JPEG (uint8 [N]) or a crop the worker
+            decoded and resized (uint8 [3, H, W], BGR).
+        metas: per sample, the data sample's metainfo (``crop_box``,
+            ``img_shape``, ``jitter_params``, ``flip``; ``jitter_grey_mean``
+            for a worker-decoded crop).
+        device: where to decode and augment.
+
+    Returns:
+        [B, 3, H, W] float32 BGR, integer-valued in 0..255: what
+        ``default_collate`` of the CPU pipeline's crops gives, cast to float.
+    """
+    jpeg_idx = [i for i, x in enumerate(inputs) if x.dim() == 1]
+    decoded = decode_jpegs([inputs[i] for i in jpeg_idx],
+                           [str(metas[i].get('img_path')) for i in jpeg_idx], device)
+    crops: list[Optional[torch.Tensor]] = [None] * len(inputs)
+    pivots = torch.empty(len(inputs), dtype=torch.float64, device=device)
+    for i, full in zip(jpeg_idx, decoded):
+        pivots[i] = grey_means(full)
+        crops[i] = resized_crop(full, metas[i][CROP_KEY], metas[i][OUT_KEY])
+    for i, x in enumerate(inputs):
+        if crops[i] is None:  # decoded by the worker: BGR uint8 [3, H, W]
+            crops[i] = x.to(device, non_blocking=True).flip(0).float()
+            pivots[i] = float(metas[i][GREY_KEY])
+    img = torch.stack(crops)  # [B, 3, H, W] RGB
+    params = [m[JITTER_KEY] for m in metas]
+    order = torch.tensor([p[0] for p in params], device=device)  # [B, 4]
+    factors = torch.tensor([[float('nan') if f is None else f for f in p[1:]]
+                            for p in params], dtype=torch.float32, device=device)  # [B, 3]
+    img = color_jitter(img, order, factors, pivots)
+    flip = torch.tensor([bool(m[FLIP_KEY]) for m in metas], device=device)  # [B]
+    img = torch.where(flip.view(-1, 1, 1, 1), img.flip(-1), img)
+    return img.flip(1)  # [B, 3, H, W] BGR, as the CPU loader packs it
