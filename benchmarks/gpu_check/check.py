@@ -28,8 +28,7 @@ from . import stages
 from .context import REPO_ROOT, CheckContext
 from .models import synthetic_batch
 from .resume import amp_resume
-from .fast_path import (CUDA_ONLY_SWITCHES, ENHANCER_SWITCH, GPU_SWITCHES, gpu_switches,
-                        recipe_speed)
+from .fast_path import ENHANCER_SWITCH, GPU_SWITCHES, cpu_stand_in, gpu_switches, recipe_speed
 from .models import model_config, speed_recipe
 from .regressions import TOLERANCE, find_regressions
 from .settings import (ENHANCER_METHODS, LARGE_BATCH_METHODS, METHODS, SWITCH_METHODS,
@@ -167,18 +166,18 @@ def _flipped_row(ctx: CheckContext, res: dict, method: str, name: str) -> dict:
     shipped = res['steps'].get(method) or {}
     on = gpu_switches(recipe_speed(speed_recipe(ctx.scale, method)),
                       model_config(ctx.scale, method))[name]
-    why = None
-    if not ctx.is_cuda and name in CUDA_ONLY_SWITCHES:
-        why = CUDA_ONLY_SWITCHES[name]
-    elif (not ctx.is_cuda and name == ENHANCER_SWITCH
-          and method not in ctx.settings.cpu_traced_enhancers):
-        why = 'its trace takes minutes on the CPU: timed on CUDA only'
-    if why:
+    if (not ctx.is_cuda and name == ENHANCER_SWITCH
+            and method not in ctx.settings.cpu_traced_enhancers):
         return dict(shipped='on' if on else 'off', step_on_s=None, step_off_s=None,
-                    skipped=why)
-    x = time_method(ctx, method, count=False, flip={name: not on})
+                    skipped='its trace takes minutes on the CPU: timed on CUDA only')
+    with cpu_stand_in(name, ctx.is_cuda) as stand_in:
+        x = time_method(ctx, method, count=False, flip={name: not on})
     flipped = dict(step_s=x['step_s'], compile_s=x['compile_s'], compiled=x['compiled'],
-                   dynamo=x['dynamo'], compile_status=x['switches']['compile'])
+                   dynamo=x['dynamo'], compile_status=x['switches']['compile'],
+                   attn_impl=x['switches'].get('attn_impl'),
+                   host_syncs_per_step=x['host_syncs_per_step'])
+    if stand_in:
+        flipped['stand_in'] = stand_in
     step_on, step_off = ((shipped.get('step_s'), x['step_s']) if on
                          else (x['step_s'], shipped.get('step_s')))
     return dict(shipped='on' if on else 'off', step_on_s=step_on, step_off_s=step_off,

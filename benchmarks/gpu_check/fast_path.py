@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os.path as osp
 from types import SimpleNamespace
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn as nn
@@ -36,10 +37,16 @@ GPU_SWITCHES = ('compile_blocks', 'compile_tokenizer', 'cudnn_benchmark', 'flex_
 #: the feature-map recipes' GPU switch (their hook's ``compile_enhancer``): the
 #: check's ``enhancer_compile`` stage times it on and off
 ENHANCER_SWITCH = 'compile_enhancer'
-# switches whose flipped step cannot run without CUDA, and why
-CUDA_ONLY_SWITCHES = {
-    'flex_attention': 'FlexAttention has no backward on the CPU (torch 2.14): timed on CUDA only',
+# switches whose flipped step runs off CUDA only on a stand-in: the dry run
+# shows that it builds, trains and compiles (recompiles, graph breaks), and its
+# time means nothing
+CPU_STAND_INS = {
+    'flex_attention': "FlexAttention's reference kernel on the CPU (torch 2.14 has no fused "
+                      'CPU backward): built, trained and traced, not timed for speed',
 }
+#: switches that change what a compiled step traces: the dry run traces each
+#: flipped step that turns one of them on
+TRACED_FLIPS = ('compile_tokenizer', ENHANCER_SWITCH, 'flex_attention')
 # the model-dict keys a GPU switch sets (on, off), where it lives in the model
 MODEL_SWITCHES = {
     'flex_attention': ({'backbone.attn_impl': 'flex', 'generator.backbone.attn_impl': 'flex'},
@@ -244,6 +251,9 @@ def switches(model: nn.Module, optim_wrapper: Any, compiled: dict,
             sdpa.append(n)
     if sdpa or _find(model, 'backbone.layers') is not None:
         out['sdpa'] = _on(sdpa, ', '.join(sdpa))
+    kernels = sorted({m.attn_impl for m in model.modules() if hasattr(m, 'attn_impl')})
+    if kernels:
+        out['attn_impl'] = ', '.join(kernels)  # the attention kernel(s) the layers run
     tok = _find(model, 'tokenizer', 'target_generator.tokenizer')
     if tok is not None and hasattr(tok, 'memory_format'):
         out['channels_last_tokenizer'] = _on(tok.memory_format == torch.channels_last)
@@ -271,3 +281,23 @@ def switches(model: nn.Module, optim_wrapper: Any, compiled: dict,
                                  + ('' if torch.cuda.is_available() else
                                     ' (no effect without CUDA)'))
     return out
+
+
+@contextmanager
+def cpu_stand_in(name: str, on_cuda: bool) -> Iterator[Optional[str]]:
+    """Run GPU switch ``name``'s flipped step off CUDA on its stand-in
+    (:data:`CPU_STAND_INS`); yields the note to keep with the row, or None
+    where nothing stands in. FlexAttention's: torch refuses a CPU backward
+    only through its device check, which is lifted inside this context
+    (its reference kernel then computes every gradient, as the CPU tests
+    check against SDPA)."""
+    if on_cuda or name not in CPU_STAND_INS:
+        yield None
+        return
+    import torch.nn.attention.flex_attention as flex
+    saved = flex._validate_device
+    flex._validate_device = lambda *tensors: None
+    try:
+        yield CPU_STAND_INS[name]
+    finally:
+        flex._validate_device = saved

@@ -264,7 +264,9 @@ def markdown(r: dict) -> str:
                     lines.append(f"| {LABELS.get(m, m)} | {n} | {v['shipped']} | "
                                  f"skipped: {v['skipped']} | | | |")
                     continue
-                lines.append(f"| {LABELS.get(m, m)} | {n} | {v['shipped']} | "
+                stand_in = (v.get('flipped') or {}).get('stand_in')
+                name = f'{n} (flipped step: {stand_in})' if stand_in else n
+                lines.append(f"| {LABELS.get(m, m)} | {name} | {v['shipped']} | "
                              f"{_f(v.get('step_on_s'), '.4f')} | "
                              f"{_f(v.get('step_off_s'), '.4f')} | "
                              f"{_f(v.get('on_over_off'), '.3f')} | "

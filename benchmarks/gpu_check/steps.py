@@ -43,8 +43,8 @@ from cim_mm.engine.dynamo_counts import dynamo_counts
 from ..cost import CIMStepProfiler, MemoryMeter
 from ..flops import count_flops
 from .context import CheckContext
-from .fast_path import (apply_env, channels_last_like_runner, compile_like_runner, flip_switches,
-                        model_overrides, recipe_speed, switches)
+from .fast_path import (TRACED_FLIPS, apply_env, channels_last_like_runner, compile_like_runner,
+                        flip_switches, model_overrides, recipe_speed, switches)
 from .models import build_model, build_optim_wrapper, method_batch, speed_recipe
 from .syncs import count_sync_ops, cuda_sync_warnings
 
@@ -104,15 +104,19 @@ def _time_at(ctx: CheckContext, method: str, bs: int, count: bool,
         return model.train_step(data, optim)
 
     t0 = time.perf_counter()
-    flops = count_flops(step) if count else 0  # eager steps: warm-up too
-    _, sync_ops = count_sync_ops(step)
+    uncounted = _why_uncounted(model)
+    if uncounted is None:
+        flops = count_flops(step) if count else 0  # eager steps: warm-up too
+        _, sync_ops = count_sync_ops(step)
+    else:
+        step()
+        flops, sync_ops = 0, dict(total=None, by_op={}, not_counted=uncounted)
     ctx.sync()
     eager_s = time.perf_counter() - t0
 
     compiled = compile_like_runner(model, speed['compile_hook'], method, ctx.is_cuda,
                                    trace=ctx.is_cuda or not ctx.compile_traced
-                                   or bool(flip.get('compile_tokenizer'))
-                                   or bool(flip.get('compile_enhancer')))
+                                   or any(flip.get(k) for k in TRACED_FLIPS))
     ctx.compile_traced = ctx.compile_traced or bool(compiled['compiled'])
     before_compile = dynamo_counts()
     t0 = time.perf_counter()
@@ -164,19 +168,31 @@ def _time_at(ctx: CheckContext, method: str, bs: int, count: bool,
                flipped=dict(flip),
                switches=switches(model, optim, compiled,
                                   nhwc if speed['channels_last_hook'] else None))
-    if count:
-        plain = s.plain_gflops.get(method)
+    if count and uncounted is None:
         out.update(flops_per_step=float(flops), gflops_per_img=flops / bs / 1e9,
                    tflops_per_s=flops / step_s / 1e12,
-                   mfu_counted=flops / step_s / 1e12 / s.peak_tflops,
-                   plain_gflops_per_img=plain if plain else flops / bs / 1e9,
+                   mfu_counted=flops / step_s / 1e12 / s.peak_tflops)
+    elif count:
+        out['flops_not_counted'] = uncounted
+    plain = s.plain_gflops.get(method) or (flops / bs / 1e9 if flops else None)
+    if count and plain:
+        plain_tflops = plain * bs / step_s / 1e3
+        out.update(plain_gflops_per_img=plain,
                    plain_flops_source='settings.plain_gflops (the plain step, counted)'
-                   if plain else 'this step (no plain count at this size)')
-        plain_tflops = out['plain_gflops_per_img'] * bs / step_s / 1e3
-        out.update(plain_tflops_per_s=plain_tflops, mfu=plain_tflops / s.peak_tflops)
+                   if s.plain_gflops.get(method) else 'this step (no plain count at this size)',
+                   plain_tflops_per_s=plain_tflops, mfu=plain_tflops / s.peak_tflops)
     if breakdown and hasattr(model, 'corrupt'):
         out['breakdown'] = _breakdown(model, optim, data)
     return out
+
+
+def _why_uncounted(model: torch.nn.Module) -> Optional[str]:
+    """None where the counting modes (FLOPs, sync ops: dispatch modes) can run
+    the model's eager step; else why they cannot."""
+    if any(getattr(m, 'attn_impl', None) == 'flex' for m in model.modules()):
+        return ("FlexAttention's eager call compiles itself, which dynamo refuses under "
+                'a dispatch mode: not counted')
+    return None
 
 
 def _breakdown(model, optim, data: dict, steps: int = 2) -> dict:

@@ -294,7 +294,6 @@ def test_dry_run_times_each_gpu_switch_on_and_off(dry_run):
     assert {k: v['shipped'] for k, v in sw.items()} == dict(
         compile_blocks='on', compile_tokenizer='off', cudnn_benchmark='on',
         flex_attention='off')
-    assert 'no backward on the CPU' in sw.pop('flex_attention')['skipped']
     for name, v in sw.items():
         assert (v['step_on_s'] if v['shipped'] == 'on' else v['step_off_s']) == shipped
         assert v['flipped']['step_s'] > 0 and v['on_over_off'] > 0
@@ -306,6 +305,45 @@ def test_dry_run_times_each_gpu_switch_on_and_off(dry_run):
     assert tok['dynamo']['recompiles'] == 0 and tok['dynamo']['graph_breaks'] == 0
     assert sw['compile_blocks']['flipped']['compile_status'].startswith('off')
     assert '## GPU switches on and off' in md
+
+
+def test_dry_run_trains_and_traces_the_flex_switch_on_its_cpu_stand_in(dry_run):
+    """FlexAttention, shipped off, is flipped on in both backbones and trained
+    through the recipe's compiled blocks (traced whole: no graph break, no
+    recompile) on its reference kernel; the counting modes, which FlexAttention's
+    eager call refuses, are left out of that step and say so."""
+    res, md, _ = dry_run
+    flex = res['switches']['cim-respix']['flex_attention']
+    assert flex['shipped'] == 'off' and flex['step_off_s'] == res['steps']['cim-respix']['step_s']
+    on = flex['flipped']
+    assert on['attn_impl'] == 'flex' and res['steps']['cim-respix']['switches']['attn_impl'] == 'sdpa'
+    assert {'backbone.layers.0', 'generator.backbone.layers.0'} <= set(on['compiled'])
+    assert on['dynamo']['frames_first_step'] >= 2
+    assert on['dynamo']['recompiles'] == 0 and on['dynamo']['graph_breaks'] == 0
+    assert on['host_syncs_per_step'] is None  # not counted, see below
+    assert 'reference kernel on the CPU' in on['stand_in'] and 'flex_attention (flipped step' in md
+
+
+def test_the_flex_stand_in_lifts_the_cpu_backward_check_inside_its_scope_only():
+    import torch
+    import torch.nn.attention.flex_attention as torch_flex
+
+    from benchmarks.gpu_check.fast_path import cpu_stand_in
+
+    def train_step() -> torch.Tensor:
+        q = torch.randn(1, 2, 8, 4, requires_grad=True)
+        torch_flex.flex_attention(q, q, q).sum().backward()
+        return q.grad
+
+    with cpu_stand_in('flex_attention', on_cuda=False) as note:
+        assert 'reference kernel' in note and train_step().abs().sum() > 0
+    with pytest.raises(Exception, match='(?i)cpu|device'):
+        train_step()
+    for name, on_cuda in (('flex_attention', True), ('compile_blocks', False)):
+        with cpu_stand_in(name, on_cuda) as note:
+            assert note is None
+            with pytest.raises(Exception, match='(?i)cpu|device'):
+                train_step()
 
 
 def test_dry_run_times_the_enhancer_compile_on_and_off(dry_run):
