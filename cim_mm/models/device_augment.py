@@ -10,10 +10,12 @@ integers as ``ImageEnhance`` does), so that on the same crop the jitter equals
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 
 from cim_mm.utils.errors import UserError
 
@@ -95,24 +97,35 @@ def decode_jpegs(encoded: list[torch.Tensor], paths: list[str],
                  device: torch.device) -> list[torch.Tensor]:
     """Decode JPEG bytes (uint8 [N] each) on ``device`` in one batched call ->
     RGB uint8 [3, H, W] each. A batch that fails is decoded file by file, so
-    that the error names the broken file."""
+    that the error names the broken file; out of memory is raised as it is,
+    and a batch that fails though each of its files decodes alone is decoded
+    file by file with a warning (the step is then slower, not wrong)."""
     if not encoded:
         return []
     from torchvision.io import ImageReadMode, decode_jpeg
     dev = 'cuda' if device.type == 'cuda' else 'cpu'
     try:
         return list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=dev))
-    except RuntimeError:
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as batch_err:
         out = []
         for data, path in zip(encoded, paths):
             try:
                 out.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=dev))
             except RuntimeError as err:
                 raise UserError(
-                    f'cannot decode {path} on the device ({str(err).splitlines()[0][:120]}): '
+                    f'cannot decode {path} on the device ({_first_line(err)}): '
                     'remove or re-encode the file, or train with the CPU loader '
                     '(configs/_base_/datasets/imagenet_bs256_cim.py)') from None
+        print_log(f'the batched JPEG decode of {len(encoded)} files failed '
+                  f'({_first_line(batch_err)}) though each file decodes alone: this batch '
+                  'was decoded file by file', logger='current', level=logging.WARNING)
         return out
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0][:120]
 
 
 def decode_and_augment(inputs: Sequence[torch.Tensor], metas: Sequence[dict],

@@ -196,3 +196,54 @@ def test_only_what_the_device_does_alike_is_accepted():
         DeferredRandomFlip(prob=0.5, direction='vertical')
     with pytest.raises(ValueError, match="color_type='color'"):
         LoadJPEGBytes(color_type='unchanged')
+
+
+def _two_jpegs(tmp_path) -> tuple[list[torch.Tensor], list[str]]:
+    from torchvision.io import read_file
+    rng = np.random.default_rng(6)
+    paths = [write(tmp_path, f'{i}.jpg', scene(rng, 40 + 8 * i, 32), quality=90)
+             for i in range(2)]
+    return [read_file(p) for p in paths], paths
+
+
+def test_a_batch_that_fails_for_no_file_is_decoded_alone_and_said(tmp_path, monkeypatch):
+    """The batched call fails though each file decodes: the same images,
+    one by one, and a warning that says so."""
+    import torchvision.io as tvio
+    from mmengine.logging import MMLogger
+
+    from cim_mm.models.device_augment import decode_jpegs
+    encoded, paths = _two_jpegs(tmp_path)
+    want = decode_jpegs(encoded, paths, torch.device('cpu'))
+    real = tvio.decode_jpeg
+
+    def no_batches(data, *args, **kwargs):
+        if isinstance(data, list):
+            raise RuntimeError('batched decode unavailable')
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(tvio, 'decode_jpeg', no_batches)
+    seen = []
+    logger = MMLogger.get_current_instance()
+    monkeypatch.setattr(logger, 'warning', lambda msg, *a, **k: seen.append(msg))
+    monkeypatch.setattr(logger, 'log', lambda lvl, msg, *a, **k: seen.append(msg))
+    got = decode_jpegs(encoded, paths, torch.device('cpu'))
+    assert len(got) == 2 and all(torch.equal(a, b) for a, b in zip(got, want))
+    assert any('batched decode unavailable' in m and 'file by file' in m for m in seen), seen
+
+
+def test_out_of_memory_in_the_batched_decode_is_raised_as_it_is(tmp_path, monkeypatch):
+    import torchvision.io as tvio
+
+    from cim_mm.models.device_augment import decode_jpegs
+    encoded, paths = _two_jpegs(tmp_path)
+    calls = []
+
+    def oom(data, *args, **kwargs):
+        calls.append(data)
+        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
+
+    monkeypatch.setattr(tvio, 'decode_jpeg', oom)
+    with pytest.raises(torch.OutOfMemoryError, match='out of memory'):
+        decode_jpegs(encoded, paths, torch.device('cpu'))
+    assert len(calls) == 1  # no file-by-file retry
