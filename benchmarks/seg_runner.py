@@ -58,9 +58,12 @@ def _digest(config: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _eval_backbone(track: str, method: str) -> dict:
-    """The backbone config the track's ``backbone.pth`` of ``method`` was built for."""
-    return build_spec(method, build_scale('cpu-small', track=track)).eval_backbone
+def _backbone_cfgs(track: str, method: str) -> list[dict]:
+    """The backbone configs that may describe the track's ``backbone.pth`` of
+    ``method``: its evaluation backbone, then its pre-training backbone
+    (``seg_weights.describing_cfg`` picks the one whose keys it holds)."""
+    spec = build_spec(method, build_scale('cpu-small', track=track))
+    return [spec.eval_backbone] + ([spec.model['backbone']] if spec.model else [])
 
 
 def units(opts: dict) -> list[tuple[str, str, int, str]]:
@@ -156,7 +159,7 @@ def run_settings(opts: dict, unit: tuple, scenes: str, sid: str) -> dict:
     track, m, sd, mode = unit
     config = seg_config(track, mode, m)
     pre = None if m == 'random' else pretrained_run(opts, track, m, sd)
-    backbone_cfg = None if pre is None else _eval_backbone(track, m)
+    backbone_cfg = None if pre is None else _backbone_cfgs(track, m)
     fp = dict(track=track, method=m, mode=mode, seed=sd, seg_iters=opts['seg_iters'],
               scene_size=opts['scene_size'], scenes_id=sid, config=config,
               config_digest=_digest(config),

@@ -32,7 +32,7 @@ from mmpretrain.registry import MODELS
 from .report import ConversionReport
 from .source import is_vit, vit_spec
 
-__all__ = ['module_facts', 'source_facts', 'check_architecture']
+__all__ = ['module_facts', 'source_facts', 'check_architecture', 'describes']
 
 #: facts whose difference is a mismatch, in report order
 CHECKED = ('num_heads', 'depth', 'embed_dims', 'patch_size', 'activation', 'stride_in')
@@ -97,6 +97,21 @@ def _build_from_cfg(cfg: dict) -> nn.Module:
             return MODELS.build(cfg)
 
 
+def _shapes(state: dict) -> dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+def describes(cfg: dict, weights: dict[str, torch.Tensor]) -> bool:
+    """Whether the backbone ``cfg`` builds (mmpretrain registry, literal values)
+    has exactly the keys and shapes of ``weights`` (backbone-relative): the
+    condition under which :func:`source_facts` takes its facts from ``cfg``."""
+    try:
+        built = _build_from_cfg(cfg)
+    except Exception:  # noqa: BLE001  (a config that does not build describes nothing)
+        return False
+    return _shapes(built.state_dict()) == _shapes(weights)
+
+
 def source_facts(enhancer: dict, enhancer_cfg: Optional[dict],
                  num_heads: Optional[int] = None) -> tuple[dict, str, list[str]]:
     """The enhancer's facts, where they come from, and notes for the report.
@@ -114,8 +129,7 @@ def source_facts(enhancer: dict, enhancer_cfg: Optional[dict],
                          f'({type(err).__name__}: {str(err)[:120]}): architecture facts '
                          'not in the weights (head count) are not checked against it')
         else:
-            shapes = {k: tuple(v.shape) for k, v in built.state_dict().items()}
-            if shapes == {k: tuple(v.shape) for k, v in enhancer.items()}:
+            if _shapes(built.state_dict()) == _shapes(enhancer):
                 return module_facts(built), 'checkpoint meta.cfg', notes
             notes.append("the checkpoint's meta.cfg model.backbone does not describe its "
                          'weights (other keys or shapes): its architecture facts are '

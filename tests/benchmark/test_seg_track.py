@@ -174,14 +174,20 @@ _ROWS = [(t, m, mode) for t, ms in SEG_METHODS.items() for m in ms if m != 'rand
 @pytest.mark.parametrize('track,method,mode', _ROWS,
                          ids=[f'{t}-{m}-{mode}' for t, m, mode in _ROWS])
 def test_every_row_converts_into_its_seg_config(track, method, mode, tmp_path):
-    """Each seg row's ``backbone.pth`` (its evaluation backbone, random weights)
-    converts into the mode's seg backbone, and its weights arrive there: the
-    converter's own load-back passes, and the first convolution's kernel that
-    the seg backbone builds from the written file is the source's."""
-    cfg = build_spec(method, build_scale('cpu-small', track=track)).eval_backbone
+    """Each seg row's ``backbone.pth`` (what its track saves: the pre-training
+    backbone's state, random weights) converts into the mode's seg backbone with
+    the configs the runner passes, one of which describes it (so the
+    architecture facts no shape shows are checked against the checkpoint's
+    config), and its weights arrive there: the converter's own load-back
+    passes, and the first convolution's kernel that the seg backbone builds
+    from the written file is the source's."""
+    import benchmarks.models  # noqa: F401  (registers the peers' backbones)
+    spec = build_spec(method, build_scale('cpu-small', track=track))
     torch.manual_seed(0)
-    src_model = PRE_MODELS.build(dict(cfg))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        src_model = PRE_MODELS.build(dict(spec.model['backbone']))
     state = src_model.state_dict()
+    cfg = seg_runner._backbone_cfgs(track, method)
     first = next(k for k, v in state.items() if v.dim() == 4)  # patch / stem conv [C, 3, k, k]
     state[first] = torch.randn_like(state[first])
     src = str(tmp_path / 'backbone.pth')
@@ -192,6 +198,8 @@ def test_every_row_converts_into_its_seg_config(track, method, mode, tmp_path):
                                scene_size=32, seed=0, work_dir=str(tmp_path))
     rep = convert_backbone(src, cfg, run_cfg, weights)
     assert rep.ok and not rep.verify_failures, rep
+    assert 'checkpoint meta.cfg' in rep.arch_checked, (rep.arch_checked, rep.notes)
+    assert not [n for n in rep.notes if 'meta.cfg' in n], rep.notes
     seg = load(run_cfg)
     with DefaultScope.overwrite_default_scope('mmseg'):
         target = SEG_MODELS.build(seg.model.backbone)

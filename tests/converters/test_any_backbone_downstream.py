@@ -264,3 +264,19 @@ def test_segmentation_config_builds_its_optimizer(name):
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(1, 3, size, size))
     assert [f.shape[1] for f in feats] == list(cfg.model.decode_head.in_channels)
+
+
+def test_a_config_describes_only_the_weights_it_builds():
+    """``describes``: the same keys and shapes, nothing more or less; a ConvNeXt
+    with another stage's output norm, or a config that does not build, does not
+    describe the weights (the converter then takes no facts from it)."""
+    from cim_mm.converters.architecture import describes
+    cfg = dict(type='ConvNeXt', arch=dict(depths=[1, 1], channels=[8, 16]), out_indices=(1, ))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        state = PRE_MODELS.build(dict(cfg)).state_dict()
+    assert describes(cfg, state)
+    assert not describes(dict(cfg, out_indices=(0, 1)), state)  # norm0 too
+    assert not describes(cfg, {k: v for k, v in state.items() if not k.startswith('norm1.')})
+    wider = dict(cfg, arch=dict(depths=[1, 1], channels=[8, 32]))
+    assert not describes(wider, state)
+    assert not describes(dict(cfg, type='NoSuchBackbone'), state)
