@@ -32,8 +32,10 @@ PEER_COMPILE = {
     'beit': dict(modules=('backbone.layers', ), tokenizer='target_generator.tokenizer'),
 }
 #: the recipes' switches whose worth only a GPU shows: the check times the step
-#: with each set against the recipe (``flip``), besides the step as shipped
-GPU_SWITCHES = ('compile_blocks', 'compile_tokenizer', 'cudnn_benchmark', 'flex_attention')
+#: with each set against the recipe (``flip``), besides the step as shipped; the
+#: ones shipped off first, should the stage's time limit stop it (each flipped
+#: step compiles anew)
+GPU_SWITCHES = ('compile_tokenizer', 'flex_attention', 'compile_blocks', 'cudnn_benchmark')
 #: the feature-map recipes' GPU switch (their hook's ``compile_enhancer``): the
 #: check's ``enhancer_compile`` stage times it on and off
 ENHANCER_SWITCH = 'compile_enhancer'
