@@ -63,7 +63,9 @@ class LoadJPEGBytes(SafeLoadImageFromFile):
     ``(H, W)`` from its header; any other image is decoded here, as
     :class:`SafeLoadImageFromFile` does (``results['img']``, BGR ``[H, W, 3]``,
     unreadable files skipped or refused alike). A JPEG whose header reads but
-    whose data is broken fails on the device, which names it.
+    whose data is damaged is left to the device side, which decodes it as the
+    CPU loader would or replaces its sample
+    (:func:`cim_mm.models.device_augment.decode_jpegs`).
     """
 
     def __init__(self, **kwargs: Any) -> None:

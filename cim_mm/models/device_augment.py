@@ -94,12 +94,18 @@ def resized_crop(img: torch.Tensor, box: Sequence[int], size: Sequence[int]) -> 
 
 
 def decode_jpegs(encoded: list[torch.Tensor], paths: list[str],
-                 device: torch.device) -> list[torch.Tensor]:
+                 device: torch.device) -> list[Optional[torch.Tensor]]:
     """Decode JPEG bytes (uint8 [N] each) on ``device`` in one batched call ->
-    RGB uint8 [3, H, W] each. A batch that fails is decoded file by file, so
-    that the error names the broken file; out of memory is raised as it is,
-    and a batch that fails though each of its files decodes alone is decoded
-    file by file with a warning (the step is then slower, not wrong)."""
+    RGB uint8 [3, H, W] each, or None for a file no decoder reads.
+
+    A batch that fails is decoded file by file. A file the device decoder
+    refuses is decoded by the CPU loader's decoder (OpenCV), which reads some
+    damaged files the device decoder does not, so the device path trains on
+    what the CPU loader would; a file that OpenCV cannot decode either is
+    None (the CPU loader skips it). Each is named once in a warning. Out of
+    memory is raised as it is; a batch that fails though each of its files
+    decodes alone is decoded file by file with a warning (slower, not wrong).
+    """
     if not encoded:
         return []
     from torchvision.io import ImageReadMode, decode_jpeg
@@ -109,19 +115,45 @@ def decode_jpegs(encoded: list[torch.Tensor], paths: list[str],
     except torch.OutOfMemoryError:
         raise
     except RuntimeError as batch_err:
-        out = []
+        out: list[Optional[torch.Tensor]] = []
+        refused = 0
         for data, path in zip(encoded, paths):
             try:
                 out.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=dev))
             except RuntimeError as err:
-                raise UserError(
-                    f'cannot decode {path} on the device ({_first_line(err)}): '
-                    'remove or re-encode the file, or train with the CPU loader '
-                    '(configs/_base_/datasets/imagenet_bs256_cim.py)') from None
-        print_log(f'the batched JPEG decode of {len(encoded)} files failed '
-                  f'({_first_line(batch_err)}) though each file decodes alone: this batch '
-                  'was decoded file by file', logger='current', level=logging.WARNING)
+                refused += 1
+                out.append(_decode_like_the_cpu_loader(data, path, err, device))
+        if not refused:
+            print_log(f'the batched JPEG decode of {len(encoded)} files failed '
+                      f'({_first_line(batch_err)}) though each file decodes alone: this '
+                      'batch was decoded file by file', logger='current', level=logging.WARNING)
         return out
+
+
+_reported: set[str] = set()  # files already named in a warning (once per process)
+
+
+def _decode_like_the_cpu_loader(data: torch.Tensor, path: str, err: RuntimeError,
+                                device: torch.device) -> Optional[torch.Tensor]:
+    """``data`` (uint8 [N]) decoded by OpenCV, as ``SafeLoadImageFromFile``
+    decodes it -> RGB uint8 [3, H, W] on ``device``, or None where it fails."""
+    import mmcv
+    try:
+        bgr = mmcv.imfrombytes(data.cpu().numpy().tobytes(), flag='color',
+                               backend='cv2')  # [H, W, 3] | None
+    except Exception:  # noqa: BLE001  (any decoder error: unreadable, as below)
+        bgr = None
+    why = f'the device decoder refused it: {_first_line(err)}'
+    if path not in _reported:
+        _reported.add(path)
+        msg = (f'skipping {path}: unreadable image ({why}; OpenCV cannot decode it either): '
+               'its sample is replaced by another image of its batch' if bgr is None else
+               f'{path} decoded on the CPU by OpenCV, as the CPU loader decodes it ({why})')
+        print_log(msg, logger='current', level=logging.WARNING)
+    if bgr is None:
+        return None
+    rgb = torch.from_numpy(bgr[..., ::-1].copy()).permute(2, 0, 1)  # [3, H, W]
+    return rgb.contiguous().to(device)
 
 
 def _first_line(err: BaseException) -> str:
@@ -145,16 +177,27 @@ def decode_and_augment(inputs: Sequence[torch.Tensor], metas: Sequence[dict],
         ``default_collate`` of the CPU pipeline's crops gives, cast to float.
     """
     jpeg_idx = [i for i, x in enumerate(inputs) if x.dim() == 1]
-    decoded = decode_jpegs([inputs[i] for i in jpeg_idx],
-                           [str(metas[i].get('img_path')) for i in jpeg_idx], device)
-    crops: list[Optional[torch.Tensor]] = [None] * len(inputs)
+    paths = [str(m.get('img_path')) for m in metas]
+    decoded = dict(zip(jpeg_idx, decode_jpegs([inputs[i] for i in jpeg_idx],
+                                              [paths[i] for i in jpeg_idx], device)))
+    # a file no decoder reads takes another sample's image and draws, as the
+    # CPU loader's dataset takes another file in its place
+    readable = [i for i in range(len(inputs)) if i not in decoded or decoded[i] is not None]
+    if not readable:
+        raise UserError(f'no image of a batch could be decoded ({", ".join(paths[:4])}, ...): '
+                        'remove the files named in the log, or train with the CPU loader '
+                        '(configs/_base_/datasets/imagenet_bs256_cim.py)')
+    src = [i if i in readable else readable[i % len(readable)] for i in range(len(inputs))]
+    metas = [metas[j] for j in src]
+    crops: list[torch.Tensor] = []
     pivots = torch.empty(len(inputs), dtype=torch.float64, device=device)
-    for i, full in zip(jpeg_idx, decoded):
-        pivots[i] = grey_means(full)
-        crops[i] = resized_crop(full, metas[i][CROP_KEY], metas[i][OUT_KEY])
-    for i, x in enumerate(inputs):
-        if crops[i] is None:  # decoded by the worker: BGR uint8 [3, H, W]
-            crops[i] = x.to(device, non_blocking=True).flip(0).float()
+    for i, j in enumerate(src):
+        full = decoded.get(j)  # RGB uint8 [3, H0, W0] | None: decoded by the worker
+        if full is not None:
+            pivots[i] = grey_means(full)
+            crops.append(resized_crop(full, metas[i][CROP_KEY], metas[i][OUT_KEY]))
+        else:  # the worker's crop: BGR uint8 [3, H, W]
+            crops.append(inputs[j].to(device, non_blocking=True).flip(0).float())
             pivots[i] = float(metas[i][GREY_KEY])
     img = torch.stack(crops)  # [B, 3, H, W] RGB
     params = [m[JITTER_KEY] for m in metas]

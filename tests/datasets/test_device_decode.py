@@ -177,18 +177,59 @@ def test_the_preprocessor_gives_the_cpu_loaders_views(tmp_path):
     assert enh.mean() < 1.0, enh.mean()
 
 
-def test_a_broken_jpeg_is_named_in_one_line(tmp_path):
-    rng = np.random.default_rng(5)
+def _damaged(tmp_path, rng) -> tuple[str, str, str]:
+    """A good JPEG, one whose scan data is garbage (header intact: the worker
+    ships it; OpenCV decodes it, the device decoder refuses it) and one cut
+    in half (OpenCV cannot decode it either)."""
     good = write(tmp_path, 'good.jpg', scene(rng, 64, 48), quality=90)
     data = open(good, 'rb').read()
-    broken = osp.join(str(tmp_path), 'broken.jpg')
-    start = data.index(b'\xff\xda')  # start of scan: header intact, data garbage
-    with open(broken, 'wb') as f:
+    start = data.index(b'\xff\xda')  # start of scan
+    garbage, cut = osp.join(str(tmp_path), 'garbage.jpg'), osp.join(str(tmp_path), 'cut.jpg')
+    with open(garbage, 'wb') as f:
         f.write(data[:start + 12] + bytes(rng.integers(0, 256, 300, dtype=np.uint8)))
+    with open(cut, 'wb') as f:
+        f.write(data[:len(data) // 2])
+    return good, garbage, cut
+
+
+def _log_lines(monkeypatch) -> list[str]:
+    from mmengine.logging import MMLogger
+    seen: list[str] = []
+    logger = MMLogger.get_current_instance()
+    monkeypatch.setattr(logger, 'log', lambda lvl, msg, *a, **k: seen.append(msg))
+    return seen
+
+
+def test_a_file_the_device_refuses_is_decoded_as_the_cpu_loader_decodes_it(tmp_path,
+                                                                           monkeypatch):
+    """Header intact, scan data garbage: the CPU loader trains on what OpenCV
+    makes of it, and so does the device path, with one warning naming it."""
+    cpu, dev = pipelines()
+    good, garbage, _ = _damaged(tmp_path, np.random.default_rng(5))
+    seen = _log_lines(monkeypatch)
+    packed = [run(dev, good, 0), run(dev, garbage, 1)]
+    assert all(p['inputs'].dim() == 1 for p in packed)  # both shipped encoded
+    out = device_batch(packed)
+    for row, (path, seed) in zip(out, ((good, 0), (garbage, 1))):
+        ref = run(cpu, path, seed)['inputs'].float()  # [3, H, W] BGR
+        assert (row - ref).abs().mean() < 1.0, path
+    assert [m for m in seen if 'garbage.jpg' in m and 'OpenCV' in m], seen
+
+
+def test_a_file_no_decoder_reads_is_replaced_by_another_of_its_batch(tmp_path, monkeypatch):
+    """Cut in half: the CPU loader skips it (another file in its place); the
+    device path gives its sample another image of the batch, with its draws,
+    and names the file; a batch with nothing readable stops in one line."""
     _, dev = pipelines()
-    packed = [run(dev, good, 0), run(dev, broken, 0)]
-    with pytest.raises(UserError, match='broken.jpg'):
-        device_batch(packed)
+    good, _, cut = _damaged(tmp_path, np.random.default_rng(6))
+    seen = _log_lines(monkeypatch)
+    packed = [run(dev, cut, 0), run(dev, good, 1)]
+    out = device_batch(packed)
+    torch.testing.assert_close(out[0], out[1], rtol=0, atol=0)
+    torch.testing.assert_close(out[1:], device_batch(packed[1:]), rtol=0, atol=0)
+    assert [m for m in seen if m.startswith('skipping') and 'cut.jpg' in m], seen
+    with pytest.raises(UserError, match='no image of a batch could be decoded.*cut.jpg'):
+        device_batch([run(dev, cut, 2)])
 
 
 def test_only_what_the_device_does_alike_is_accepted():

@@ -5,7 +5,9 @@
 # with nvJPEG and applies them (cim_mm/datasets/device_decode.py,
 # cim_mm/models/device_augment.py).
 # Files the device cannot decode alike (PNG, CMYK, EXIF-rotated) are decoded and
-# resized in the worker as before. Off in the recipes until a GPU run shows that it
+# resized in the worker as before; a JPEG the device decoder refuses is decoded by
+# OpenCV, as the CPU loader decodes it, and one no decoder reads takes another image
+# of its batch (docs/reliability.md). Off in the recipes until a GPU run shows that it
 # pays: use it by replacing '../_base_/datasets/imagenet_bs256_cim.py' in a recipe's
 # _base_ with this file (tools/gpu_check.sh times both loaders).
 _base_ = ['./imagenet_bs256_cim.py']
