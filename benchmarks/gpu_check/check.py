@@ -166,10 +166,6 @@ def _flipped_row(ctx: CheckContext, res: dict, method: str, name: str) -> dict:
     shipped = res['steps'].get(method) or {}
     on = gpu_switches(recipe_speed(speed_recipe(ctx.scale, method)),
                       model_config(ctx.scale, method))[name]
-    if (not ctx.is_cuda and name == ENHANCER_SWITCH
-            and method not in ctx.settings.cpu_traced_enhancers):
-        return dict(shipped='on' if on else 'off', step_on_s=None, step_off_s=None,
-                    skipped='its trace takes minutes on the CPU: timed on CUDA only')
     with cpu_stand_in(name, ctx.is_cuda) as stand_in:
         x = time_method(ctx, method, count=False, flip={name: not on})
     flipped = dict(step_s=x['step_s'], compile_s=x['compile_s'], compiled=x['compiled'],

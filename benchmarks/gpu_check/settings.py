@@ -51,9 +51,6 @@ class CheckSettings:
     min_batch: int = 8  # OOM halving stops here
     resume_iters: int = 3  # checkpoint (and kill) after this many; resumed to 2x
     decode_batch: int = 8
-    # the enhancer_compile methods whose flipped step runs off CUDA too (the
-    # compile path traced with backend eager); the others are timed on CUDA only
-    cpu_traced_enhancers: tuple = ENHANCER_METHODS
     # the targets (benchmarks, not timed tests)
     target_ratio: float = 1.5  # CIM step / BEiT v1 step
     target_mfu: float = 0.40
@@ -104,7 +101,4 @@ def toy_settings(peak_tflops: float = H100_SXM_BF16_DENSE_TFLOPS,
                         **{m: 30 for m in METHODS}, 'cim-respix': 60, 'large_batch': 40,
                         'switches': 40, 'enhancer_compile': 90,
                         'decode': 20, 'amp_resume': 120, 'loader_device_decode': 30},
-        min_batch=2, decode_batch=2,
-        # Swin's stages trace for minutes on the CPU (shifted-window masks built in
-        # the forward, a symbolic retrace per stage size): timed on CUDA only
-        cpu_traced_enhancers=('cim-resnet50', 'cim-convnext-t'))
+        min_batch=2, decode_batch=2)

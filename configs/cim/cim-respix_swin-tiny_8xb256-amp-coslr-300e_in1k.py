@@ -101,9 +101,10 @@ auto_scale_lr = dict(base_batch_size=2048)
 # Speed (CUDA only, no effect on CPU): cuDNN picks its fastest convolutions (the frozen
 # DALL-E tokenizer's), and the generator's layers are torch.compile'd in place (same
 # checkpoint keys; compile time, graphs and graph breaks logged). The Swin stages stay
-# eager (compile_enhancer=True compiles them; their trace takes minutes: each block
-# builds its shifted-window mask in the forward) until a GPU run shows that it pays; so
-# does the tokenizer (compile_tokenizer=True). Off: drop the hook.
+# eager (compile_enhancer=True compiles them, each stage with static shapes: on the CPU
+# they trace whole, with no recompile after the first step:
+# tests/engine/test_compile_recipes.py) until a GPU run shows that it pays; so does the
+# tokenizer (compile_tokenizer=True). Off: drop the hook.
 env_cfg = dict(cudnn_benchmark=True)
 custom_hooks = _base_.custom_hooks + [
     dict(type='CompileBlocksHook', modules=('generator.backbone.layers', ),

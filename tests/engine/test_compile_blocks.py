@@ -120,6 +120,37 @@ def test_enhancer_switch_adds_its_modules_and_needs_them_named():
         HOOKS.build(dict(type='CompileBlocksHook', compile_enhancer=True))
 
 
+def test_enhancer_blocks_compile_static_and_the_rest_as_configured(monkeypatch):
+    """The enhancer's stages get ``dynamic=False`` over the hook's own
+    ``compile_kwargs`` (their shared ``forward`` at several sizes is not
+    retraced symbolically); the other modules keep those kwargs as given."""
+    calls: dict[int, dict] = {}
+    monkeypatch.setattr(torch.nn.Module, 'compile',
+                        lambda self, **kw: calls.__setitem__(id(self), kw))
+    model = torch.nn.Module()
+    model.backbone = torch.nn.Module()
+    model.backbone.stages = torch.nn.ModuleList(
+        [torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 16, 3, stride=2)])
+    model.generator = torch.nn.Module()
+    model.generator.layers = torch.nn.ModuleList([torch.nn.Linear(4, 4)])
+    runner = SimpleNamespace(model=model)
+    cfg = dict(type='CompileBlocksHook', modules=('generator.layers', ), methods=(),
+               enhancer_modules=('backbone.stages', ), cuda_only=False, backend='eager')
+    hook = HOOKS.build(dict(cfg, compile_enhancer=True))
+    hook.before_train(runner)
+    assert hook.compiled == ['generator.layers.0', 'backbone.stages.0', 'backbone.stages.1']
+    assert calls[id(model.generator.layers[0])] == dict(backend='eager')
+    for stage in model.backbone.stages:
+        assert calls[id(stage)] == dict(backend='eager', dynamic=False)
+    calls.clear()  # asked for otherwise: as asked
+    HOOKS.build(dict(cfg, compile_enhancer=True,
+                     enhancer_compile_kwargs=dict(mode='max-autotune'))).before_train(runner)
+    assert calls[id(model.backbone.stages[0])] == dict(backend='eager', mode='max-autotune')
+    calls.clear()  # switched off: the stages stay eager
+    HOOKS.build(cfg).before_train(runner)
+    assert set(calls) == {id(model.generator.layers[0])}
+
+
 class _Recompiling(torch.nn.Module):
     """A block whose guard fails on every call (a new Python constant each step)."""
 

@@ -23,6 +23,7 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmpretrain.registry import HOOKS, MODELS
+from torch._dynamo.backends.debugging import aot_eager
 
 from benchmarks.gpu_check.models import TOY_IMG, TOY_MASK, synthetic_batch, toy_recipe_model
 from cim_mm.engine.dynamo_counts import dynamo_counts
@@ -155,17 +156,13 @@ def _first_step(model, optim, data: dict) -> tuple[dict, dict]:
     return losses, grads
 
 
-# Swin's stages trace for minutes on the CPU (each block builds its shifted-window
-# mask in the forward, retraced symbolically per stage size): the GPU check times them
-TRACED_ENHANCER_RECIPES = [r for r in ENHANCER_RECIPES if 'swin' not in r]
-
-
-@pytest.mark.parametrize('recipe', TRACED_ENHANCER_RECIPES,
-                         ids=[osp.basename(r)[:-3] for r in TRACED_ENHANCER_RECIPES])
+@pytest.mark.parametrize('recipe', ENHANCER_RECIPES,
+                         ids=[osp.basename(r)[:-3] for r in ENHANCER_RECIPES])
 def test_enhancer_compile_switch_traces_whole_and_equals_eager(recipe, monkeypatch):
-    """``compile_enhancer=True`` (ResNet-50, ConvNeXt-T): the enhancer's stages
-    compile without a graph break or a recompile, and a step gives the losses
-    and enhancer gradients of the eager step (fp32, same weights, same draws)."""
+    """``compile_enhancer=True`` (ResNet-50, ConvNeXt-T, Swin-T): the enhancer's
+    stages compile without a graph break or a recompile, each to graphs with no
+    symbolic size, and a step gives the losses and enhancer gradients of the
+    eager step (fp32, same weights, same draws)."""
     data = synthetic_batch(SimpleNamespace(img_size=TOY_IMG, patch_size=16,
                                            beit_mask=TOY_MASK), n=2, seed=0)
     # zero_grad keeps the gradients of the step for the comparison
@@ -174,14 +171,21 @@ def test_enhancer_compile_switch_traces_whole_and_equals_eager(recipe, monkeypat
     want_losses, want_grads = _first_step(eager_model, eager_optim, data)
     model, optim, _ = _build(recipe)
     torch._dynamo.reset()
-    hook = HOOKS.build(dict(hook_cfg, compile_enhancer=True, cuda_only=False,
-                            backend='aot_eager'))
+    symbolic: list[int] = []  # per graph: inputs with a symbolic size
+
+    def backend(gm, example_inputs):
+        symbolic.append(sum(isinstance(x, torch.Tensor) and any(
+            isinstance(d, torch.SymInt) for d in x.shape) for x in example_inputs))
+        return aot_eager(gm, example_inputs)
+
+    hook = HOOKS.build(dict(hook_cfg, compile_enhancer=True, cuda_only=False, backend=backend))
     hook.before_train(SimpleNamespace(model=model))
     assert any(n.startswith('backbone.') for n in hook.compiled), hook.compiled
     start = dynamo_counts()
     losses, grads = _first_step(model, optim, data)
     first = dynamo_counts() - start
     assert first.frames >= 1 and first.graph_breaks == 0, first.reasons
+    assert len(symbolic) == first.frames and not any(symbolic), symbolic
     for k, v in want_losses.items():
         torch.testing.assert_close(losses[k], v, rtol=1e-4, atol=1e-5)
     assert grads.keys() == want_grads.keys() and grads
