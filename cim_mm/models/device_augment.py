@@ -187,7 +187,8 @@ def decode_and_augment(inputs: Sequence[torch.Tensor], metas: Sequence[dict],
         raise UserError(f'no image of a batch could be decoded ({", ".join(paths[:4])}, ...): '
                         'remove the files named in the log, or train with the CPU loader '
                         '(configs/_base_/datasets/imagenet_bs256_cim.py)')
-    src = [i if i in readable else readable[i % len(readable)] for i in range(len(inputs))]
+    ok = set(readable)
+    src = [i if i in ok else readable[i % len(readable)] for i in range(len(inputs))]
     metas = [metas[j] for j in src]
     crops: list[torch.Tensor] = []
     pivots = torch.empty(len(inputs), dtype=torch.float64, device=device)
